@@ -1,0 +1,131 @@
+"""``barman-cloud-plugin``: one console script, one sub-command per process or tool.
+
+Processes: ``operator`` (Deployment), ``instance`` (sidecar in PostgreSQL Pods), ``restore``
+(sidecar in recovery Jobs), and ``healthcheck unix`` (their startup probe). ``demo`` is the local
+quick start. The tools that work straight on a bucket are listed with the issue that brings them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from barman_cloud import __version__, logs
+from barman_cloud.errors import BarmanCloudError
+from plugin_grpc.metadata import DEFAULT_PLUGIN_DIR, DEFAULT_SOCKET_PATH
+
+EXIT_NOT_IMPLEMENTED = 3
+
+# Sub-commands that exist so that their names are stable, filled in by later issues.
+PENDING: dict[tuple[str, ...], str] = {
+    ("backup", "list"): "the barman-cloud format and catalog, issue #4",
+    ("backup", "show"): "the barman-cloud format and catalog, issue #4",
+    ("backup", "delete"): "the backup engine and retention, issue #5",
+    ("backup", "take"): "the backup engine, issue #5",
+    ("backup", "restore"): "the restore engine, issue #5",
+    ("wal", "archive"): "the WAL engine, issue #4",
+    ("wal", "restore"): "the WAL engine, issue #4",
+    ("wal", "check-archive"): "the WAL engine, issue #4",
+    ("retention", "apply"): "retention policies, issue #5",
+    ("verify",): "integrity checks, issue #10",
+}
+
+
+def _add_socket(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--socket",
+        default=DEFAULT_SOCKET_PATH,
+        help=f"unix socket to serve on (default {DEFAULT_SOCKET_PATH}, which CloudNativePG dials)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="barman-cloud-plugin",
+        description="Native asyncio Barman Cloud plugin for CloudNativePG (CNPG-I).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--log-level", default="info", choices=list(logs.LEVELS), help="error, warning, info, debug or trace"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    operator = commands.add_parser("operator", help="operator-side endpoint (Deployment): mTLS gRPC server")
+    operator.add_argument(
+        "--server-address",
+        default="",
+        help="host:port for TCP with mutual TLS (e.g. :9090); unix socket when empty",
+    )
+    operator.add_argument(
+        "--server-cert", default="", help="server certificate (tls.crt of the server Secret)"
+    )
+    operator.add_argument(
+        "--server-key", default="", help="server private key (tls.key of the server Secret)"
+    )
+    operator.add_argument("--client-cert", default="", help="CA bundle client certificates must chain to")
+    operator.add_argument(
+        "--plugin-path", default=DEFAULT_PLUGIN_DIR, help="directory of the unix socket when not on TCP"
+    )
+
+    instance = commands.add_parser("instance", help="sidecar of PostgreSQL Pods: WAL, Backup, Metrics")
+    _add_socket(instance)
+    restore = commands.add_parser("restore", help="sidecar of recovery Jobs: RestoreJobHooks, WAL restore")
+    _add_socket(restore)
+
+    health = commands.add_parser("healthcheck", help="startup probe of the sidecars")
+    health_kinds = health.add_subparsers(dest="kind", required=True, metavar="KIND")
+    unix = health_kinds.add_parser("unix", help="ask grpc.health.v1.Health on the unix socket")
+    _add_socket(unix)
+    unix.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer")
+
+    commands.add_parser("demo", help="local quick start: run a sidecar and replay CloudNativePG's handshake")
+
+    groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
+    for path, arrives_with in PENDING.items():
+        if len(path) == 1:
+            leaf = commands.add_parser(path[0], help=f"(not implemented yet: {arrives_with})")
+        else:
+            if path[0] not in groups:
+                group = commands.add_parser(path[0], help=f"{path[0]} tools working straight on a bucket")
+                groups[path[0]] = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+            leaf = groups[path[0]].add_parser(path[1], help=f"(not implemented yet: {arrives_with})")
+        leaf.set_defaults(pending=path)
+    return parser
+
+
+def _not_implemented(path: tuple[str, ...]) -> int:
+    name = " ".join(path)
+    print(
+        f"barman-cloud-plugin {name}: not implemented yet in {__version__}; it arrives with {PENDING[path]}.",
+        file=sys.stderr,
+    )
+    return EXIT_NOT_IMPLEMENTED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.configure(args.log_level)
+    if pending := getattr(args, "pending", None):
+        return _not_implemented(pending)
+    # Imported here so that `healthcheck` (run every second by the startup probe) stays light.
+    from barman_cloud_cli import commands
+
+    runners: dict[str, Callable[[argparse.Namespace], int]] = {
+        "operator": commands.run_operator,
+        "instance": commands.run_instance,
+        "restore": commands.run_restore,
+        "healthcheck": commands.run_healthcheck,
+        "demo": commands.run_demo,
+    }
+    try:
+        return runners[args.command](args)
+    except BarmanCloudError as error:
+        print(f"barman-cloud-plugin {args.command}: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Which services each process serves (upstream-plugin.md 4.0, plus Operator for the status).
+
+| role     | endpoint                          | services                                          |
+| -------- | --------------------------------- | ------------------------------------------------- |
+| operator | TCP + mutual TLS (or unix socket) | OperatorLifecycle, ReconcilerHooks, Operator      |
+| instance | unix socket in PostgreSQL Pods    | WAL (archive + restore), Backup, Metrics          |
+| restore  | unix socket in recovery Jobs      | RestoreJobHooks, WAL (restore)                    |
+
+Identity advertises each service's capability, in this order, plus the role's flags.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from plugin_grpc.proto import identity_pb2
+from plugin_grpc.services import CNPGIService
+from plugin_grpc.services.backup import BackupService
+from plugin_grpc.services.metrics import MetricsService
+from plugin_grpc.services.operator import OperatorService
+from plugin_grpc.services.operator_lifecycle import OperatorLifecycleService
+from plugin_grpc.services.reconciler import ReconcilerHooksService
+from plugin_grpc.services.restore_job import RestoreJobHooksService
+from plugin_grpc.services.wal import WALService
+
+ServiceType = identity_pb2.PluginCapability.Service
+
+
+class Role(enum.Enum):
+    OPERATOR = "operator"
+    INSTANCE = "instance"
+    RESTORE = "restore"
+
+
+@dataclass(frozen=True)
+class Assembly:
+    """The services of one endpoint and the flags its Identity adds (flags have no service)."""
+
+    services: tuple[CNPGIService, ...]
+    flags: tuple[ServiceType.Type.ValueType, ...] = ()
+
+    @property
+    def capabilities(self) -> tuple[ServiceType.Type.ValueType, ...]:
+        return tuple(service.capability for service in self.services) + self.flags
+
+
+def assemble(role: Role) -> Assembly:
+    """A fresh set of service instances for ``role``."""
+    if role is Role.OPERATOR:
+        # TYPE_INSTANCE_SIDECAR_INJECTION tells instance managers (CNPG >= 1.27) that our
+        # sidecar is in their Pod, so they load it for metrics and configuration.
+        return Assembly(
+            services=(OperatorLifecycleService(), ReconcilerHooksService(), OperatorService()),
+            flags=(ServiceType.TYPE_INSTANCE_SIDECAR_INJECTION,),
+        )
+    if role is Role.INSTANCE:
+        return Assembly(services=(WALService(archive=True, restore=True), BackupService(), MetricsService()))
+    return Assembly(services=(RestoreJobHooksService(), WALService(archive=False, restore=True)))

@@ -1,0 +1,54 @@
+"""``cnpgi.operator_lifecycle.v1.OperatorLifecycle``: sidecar injection into Pods and Jobs."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from grpclib.server import Stream
+
+from plugin_grpc.errors import not_implemented
+from plugin_grpc.proto import identity_pb2, operator_lifecycle_grpc, operator_lifecycle_pb2
+
+Operation = operator_lifecycle_pb2.OperatorOperationType
+
+
+def _subscription(
+    group: str, kind: str, *operations: Operation.Type.ValueType
+) -> operator_lifecycle_pb2.OperatorLifecycleCapabilities:
+    return operator_lifecycle_pb2.OperatorLifecycleCapabilities(
+        group=group, kind=kind, operation_types=[Operation(type=op) for op in operations]
+    )
+
+
+# Each (group, kind) listed once: a second entry would make CloudNativePG call the hook twice.
+SUBSCRIPTIONS = (
+    _subscription("", "Pod", Operation.TYPE_CREATE, Operation.TYPE_EVALUATE),
+    _subscription("batch", "Job", Operation.TYPE_CREATE),
+)
+
+
+class OperatorLifecycleService(operator_lifecycle_grpc.OperatorLifecycleBase):
+    """JSON patches for instance Pods (CREATE, EVALUATE) and recovery Jobs (CREATE)."""
+
+    capability: ClassVar = identity_pb2.PluginCapability.Service.TYPE_LIFECYCLE_SERVICE
+
+    async def GetCapabilities(
+        self,
+        stream: Stream[
+            operator_lifecycle_pb2.OperatorLifecycleCapabilitiesRequest,
+            operator_lifecycle_pb2.OperatorLifecycleCapabilitiesResponse,
+        ],
+    ) -> None:
+        await stream.recv_message()
+        await stream.send_message(
+            operator_lifecycle_pb2.OperatorLifecycleCapabilitiesResponse(lifecycle_capabilities=SUBSCRIPTIONS)
+        )
+
+    async def LifecycleHook(
+        self,
+        stream: Stream[
+            operator_lifecycle_pb2.OperatorLifecycleRequest, operator_lifecycle_pb2.OperatorLifecycleResponse
+        ],
+    ) -> None:
+        await stream.recv_message()
+        raise not_implemented("OperatorLifecycle.LifecycleHook", arrives_with="the operator side, issue #7")
