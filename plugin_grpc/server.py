@@ -44,6 +44,7 @@ class PluginServer:
         )
         self._server = Server([self.identity, *assembly.services, Health({self.identity: [self._serving]})])
         self._socket_path: Path | None = None
+        self._started = False
         self.tls: ReloadingServerContext | None = None
         self.port: int | None = None
 
@@ -53,6 +54,7 @@ class PluginServer:
         socket_path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_socket(socket_path)
         await self._server.start(path=str(socket_path))
+        self._started = True
         os.chmod(socket_path, mode)
         self._socket_path = socket_path
         self._serving.set(True)
@@ -67,18 +69,22 @@ class PluginServer:
         listener = _tcp_listener(host, port)
         self.port = listener.getsockname()[1]
         await self._server.start(sock=listener, ssl=self.tls.context)
+        self._started = True
         self._serving.set(True)
         log.info("serving CNPG-I over mutual TLS", extra={"host": host or "*", "port": self.port})
 
-    def set_not_serving(self) -> None:
-        """Fail health checks and probes from now on (first step of a graceful shutdown)."""
-        self._serving.set(False)
+    def set_serving(self, serving: bool | None) -> None:
+        """Health answers SERVING (True), NOT_SERVING (False) or UNKNOWN (None) from now on;
+        Identity's Probe fails unless SERVING."""
+        self._serving.set(serving)
 
     async def stop(self) -> None:
-        """Stop accepting calls, let running ones finish, remove the socket file."""
-        self.set_not_serving()
-        self._server.close()
-        await self._server.wait_closed()
+        """Stop accepting calls, let running ones finish, remove the socket file. Idempotent."""
+        self.set_serving(False)
+        if self._started:
+            self._started = False
+            self._server.close()
+            await self._server.wait_closed()
         if self._socket_path is not None:
             with contextlib.suppress(FileNotFoundError):
                 self._socket_path.unlink()

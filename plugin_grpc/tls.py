@@ -75,23 +75,34 @@ class ReloadingServerContext:
         self.context = build_server_context(files)
         self.context.sni_callback = self._on_client_hello
         self.reloads = 0
+        self._rejected: object = None
 
     def current(self) -> ssl.SSLContext:
         """The context new connections get, reloading it first if the files changed."""
         with self._lock:
             try:
                 signature = _signature(self.files)
-                if signature != self._signature:
+            except OSError as error:
+                self._warn_once(("missing",), error)
+                return self._current
+            if signature not in (self._signature, self._rejected):
+                try:
                     self._current = build_server_context(self.files)
+                except (OSError, ssl.SSLError) as error:
+                    self._warn_once(signature, error)
+                else:
                     self._signature = signature
                     self.reloads += 1
                     log.info("reloaded the gRPC server's TLS certificates", extra={"reloads": self.reloads})
-            except (OSError, ssl.SSLError) as error:
-                log.warning(
-                    "TLS files changed but cannot be loaded; serving the previous certificates",
-                    extra={"error": str(error)},
-                )
             return self._current
+
+    def _warn_once(self, signature: object, error: Exception) -> None:
+        if signature != self._rejected:
+            self._rejected = signature
+            log.warning(
+                "TLS files changed but cannot be loaded; serving the previous certificates until they can",
+                extra={"error": str(error)},
+            )
 
     def _on_client_hello(self, connection: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
         connection.context = self.current()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.certificates import PKI, make_pki
 from tests.harness.object_stores import Azurite, FakeGCS, MotoS3
 from tests.harness.postgres import PostgresServer
 
@@ -38,13 +39,17 @@ def pg_versions(config: pytest.Config) -> list[int]:
     versions = [int(v) for v in value.split(",") if v.strip()]
     unknown = set(versions) - set(ALL_PG_VERSIONS)
     if unknown:
-        raise pytest.UsageError(f"--pg-versions: unsupported {sorted(unknown)}; choose from {ALL_PG_VERSIONS}")
+        raise pytest.UsageError(
+            f"--pg-versions: unsupported {sorted(unknown)}; choose from {ALL_PG_VERSIONS}"
+        )
     return versions
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "pg_version" in metafunc.fixturenames:
-        metafunc.parametrize("pg_version", pg_versions(metafunc.config), scope="session", ids=lambda v: f"pg{v}")
+        metafunc.parametrize(
+            "pg_version", pg_versions(metafunc.config), scope="session", ids=lambda v: f"pg{v}"
+        )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -106,3 +111,9 @@ def postgres_factory() -> Iterator[Callable[..., PostgresServer]]:
     yield make
     for server in servers:
         server.destroy()
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> PKI:
+    """Throwaway server and client certificates for the mutual-TLS endpoint."""
+    return make_pki(tmp_path)

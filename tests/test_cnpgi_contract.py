@@ -98,9 +98,9 @@ def _field_type(field: FieldDescriptor) -> str:
     if field.message_type is not None and field.message_type.GetOptions().map_entry:
         key, value = field.message_type.fields_by_name["key"], field.message_type.fields_by_name["value"]
         return f"map<{_field_type(key)}, {_field_type(value)}>"
-    if field.type == FieldDescriptor.TYPE_MESSAGE:
+    if field.message_type is not None:
         return field.message_type.full_name
-    if field.type == FieldDescriptor.TYPE_ENUM:
+    if field.enum_type is not None:
         return field.enum_type.full_name
     return SCALARS[field.type]
 
@@ -121,7 +121,8 @@ def _walk(message: Descriptor, messages: dict[str, Any], enums: dict[str, Any]) 
     if message.GetOptions().map_entry:
         return
     messages[message.full_name] = [
-        [f.number, f.name, _field_type(f), _cardinality(f)] for f in sorted(message.fields, key=lambda f: f.number)
+        [f.number, f.name, _field_type(f), _cardinality(f)]
+        for f in sorted(message.fields, key=lambda f: f.number)
     ]
     for enum in message.enum_types:
         _enum(enum, enums)
@@ -172,7 +173,10 @@ def test_contract_covers_the_whole_protocol() -> None:
 
 
 def test_package_quirks_are_reproduced() -> None:
-    assert restore_job_pb2.DESCRIPTOR.services_by_name["RestoreJobHooks"].full_name == "cnpgi.wal.v1.RestoreJobHooks"
+    assert (
+        restore_job_pb2.DESCRIPTOR.services_by_name["RestoreJobHooks"].full_name
+        == "cnpgi.wal.v1.RestoreJobHooks"
+    )
     assert postgres_pb2.DESCRIPTOR.services_by_name["Postgres"].full_name == "cnpgi.identity.v1.Postgres"
 
 
@@ -223,8 +227,12 @@ def test_committed_stubs_are_a_fresh_generation(tmp_path: Path) -> None:
     )  # fmt: skip
     generated = sorted(p.name for p in (work / "plugin_grpc/proto").iterdir() if p.suffix != ".proto")
     committed = sorted(
-        p.name for p in (ROOT / "plugin_grpc/proto").iterdir() if p.name.endswith(("_pb2.py", "_pb2.pyi", "_grpc.py"))
+        p.name
+        for p in (ROOT / "plugin_grpc/proto").iterdir()
+        if p.name.endswith(("_pb2.py", "_pb2.pyi", "_grpc.py"))
     )
     assert generated == committed
-    match, mismatch, errors = filecmp.cmpfiles(work / "plugin_grpc/proto", ROOT / "plugin_grpc/proto", generated, shallow=False)
+    _, mismatch, errors = filecmp.cmpfiles(
+        work / "plugin_grpc/proto", ROOT / "plugin_grpc/proto", generated, shallow=False
+    )
     assert (mismatch, errors) == ([], []), "run `make proto` and commit the result"

@@ -12,6 +12,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from plugin_grpc.tls import ServerTLSFiles
+
 
 @dataclass(frozen=True)
 class KeyPair:
@@ -54,12 +56,18 @@ class CertificateAuthority:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                    encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
-            )  # fmt: skip
+            )
             .sign(self.key, hashes.SHA256())
         )
         self.cert_path = directory / f"{name}-ca.crt"
@@ -85,5 +93,42 @@ class CertificateAuthority:
             )
         )
         if server:
-            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False
+            )
         return _write(self.directory, stem, builder.sign(self.key, hashes.SHA256()), key)
+
+
+@dataclass
+class PKI:
+    """Server and client certificates as the chart's cert-manager objects make them."""
+
+    directory: Path
+    server_ca: CertificateAuthority
+    client_ca: CertificateAuthority
+    server: KeyPair
+    client: KeyPair
+
+    def server_files(self) -> ServerTLSFiles:
+        # Copies at fixed paths, like the mounted Secret files the operator Deployment reads.
+        mounted = self.directory / "mounted"
+        mounted.mkdir(exist_ok=True)
+        for name, source in (
+            ("tls.crt", self.server.cert),
+            ("tls.key", self.server.key),
+            ("client-ca.crt", self.client_ca.cert_path),
+        ):
+            (mounted / name).write_bytes(source.read_bytes())
+        return ServerTLSFiles(mounted / "tls.crt", mounted / "tls.key", mounted / "client-ca.crt")
+
+
+def make_pki(directory: Path) -> PKI:
+    server_ca = CertificateAuthority(directory / "pki", "server")
+    client_ca = CertificateAuthority(directory / "pki", "client")
+    return PKI(
+        directory=directory,
+        server_ca=server_ca,
+        client_ca=client_ca,
+        server=server_ca.issue("server", "barman-cloud", server=True),
+        client=client_ca.issue("client", "barman-cloud-client", server=False),
+    )

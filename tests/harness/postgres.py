@@ -77,7 +77,9 @@ class PostgresServer:
         return value if value.startswith("'") else "'" + value.replace("'", "''") + "'"
 
     def _run(self, command: Sequence[str], stdin: str | None = None) -> str:
-        result = subprocess.run(as_postgres(command), input=stdin, capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            as_postgres(command), input=stdin, capture_output=True, text=True, check=False
+        )
         if result.returncode != 0:
             raise RuntimeError(
                 f"PostgreSQL {self.version}: {' '.join(command)} failed ({result.returncode}):\n"
@@ -86,7 +88,19 @@ class PostgresServer:
         return result.stdout
 
     def start(self) -> None:
-        self._run([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.log_path), "-w", "-t", "60", "start"])
+        self._run(
+            [
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.datadir),
+                "-l",
+                str(self.log_path),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]
+        )
 
     def stop(self) -> None:
         if (self.datadir / "postmaster.pid").exists():
@@ -113,5 +127,7 @@ class PostgresServer:
         """Change reloadable settings (``ALTER SYSTEM`` + ``pg_reload_conf``)."""
         with psycopg.connect(self.conninfo, autocommit=True) as conn:
             for name, value in settings.items():
-                conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+                conn.execute(
+                    sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value))
+                )
             conn.execute("SELECT pg_reload_conf()")

@@ -73,7 +73,8 @@ class ManagedProcess:
             time.sleep(0.1)
 
     def _explain(self, what: str) -> str:
-        return f"{self.name} {what}\ncommand: {' '.join(self.command)}\nlog {self.log_path}:\n{tail(self.log_path)}"
+        command = " ".join(self.command)
+        return f"{self.name} {what}\ncommand: {command}\nlog {self.log_path}:\n{tail(self.log_path)}"
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process.poll() is None:

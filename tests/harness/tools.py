@@ -32,7 +32,9 @@ def postgres_bindir(version: int) -> Path:
 
 
 def barman_cloud_bin(command: str) -> Path:
-    return require(TOOLS_DIR / "barman/bin" / command, f"barman-cloud ({command}) in its own virtual environment")
+    return require(
+        TOOLS_DIR / "barman/bin" / command, f"barman-cloud ({command}) in its own virtual environment"
+    )
 
 
 def azurite_blob() -> Path:

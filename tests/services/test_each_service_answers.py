@@ -32,7 +32,9 @@ def test_postgres_stores_and_returns_a_row(postgres: PostgresServer, pg_version:
     postgres.query(f"CREATE TABLE smoke_{pg_version} (id int PRIMARY KEY, note text)")
     postgres.query(f"INSERT INTO smoke_{pg_version} VALUES (1, 'stored')")
     assert postgres.query(f"SELECT note FROM smoke_{pg_version} WHERE id = 1") == [("stored",)]
-    settings = dict(postgres.query("SELECT name, setting FROM pg_settings WHERE name IN ('wal_level', 'archive_mode')"))
+    settings = dict(
+        postgres.query("SELECT name, setting FROM pg_settings WHERE name IN ('wal_level', 'archive_mode')")
+    )
     assert settings == {"wal_level": "replica", "archive_mode": "on"}
 
 
@@ -83,7 +85,9 @@ def _wait_archived(server: PostgresServer, wal_name: str, timeout: float = 60.0)
         if done:
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"{wal_name} not archived: {archived} archived, {failed} failed ({last_failed})")
+            raise AssertionError(
+                f"{wal_name} not archived: {archived} archived, {failed} failed ({last_failed})"
+            )
         time.sleep(0.2)
 
 

@@ -1,0 +1,136 @@
+"""The console script's processes, started as CloudNativePG's Pods start them, and its tools."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from grpclib.client import Channel
+
+from barman_cloud import __version__
+from barman_cloud_cli.main import EXIT_NOT_IMPLEMENTED, PENDING
+from plugin_grpc.cnpg_caller import handshake, operator_channel, operator_client_context
+from plugin_grpc.healthcheck import EXIT_SERVING, check_unix
+from plugin_grpc.metadata import PLUGIN_NAME
+from tests.harness.certificates import PKI
+from tests.harness.processes import free_port, port_open
+
+CLI = str(Path(sys.executable).with_name("barman-cloud-plugin"))
+
+
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+async def _until(condition_met: object, process: asyncio.subprocess.Process, what: str) -> None:
+    assert callable(condition_met)
+    for _ in range(300):
+        if await condition_met():
+            return
+        assert process.returncode is None, f"{what}: the process exited with {process.returncode}"
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{what}: timed out")
+
+
+@pytest.mark.parametrize(
+    ("role", "expected"),
+    [
+        ("instance", ["TYPE_WAL_SERVICE", "TYPE_BACKUP_SERVICE", "TYPE_METRICS"]),
+        ("restore", ["TYPE_RESTORE_JOB", "TYPE_WAL_SERVICE"]),
+    ],
+)
+async def test_sidecar_serves_until_sigterm_then_removes_its_socket(
+    role: str, expected: list[str], tmp_path: Path
+) -> None:
+    socket_path = tmp_path / PLUGIN_NAME
+    process = await asyncio.create_subprocess_exec(
+        CLI, "--log-level", "debug", role, "--socket", str(socket_path), stderr=asyncio.subprocess.PIPE
+    )
+
+    async def healthy() -> bool:
+        return (await check_unix(str(socket_path), timeout=2))[0] == EXIT_SERVING
+
+    try:
+        await _until(healthy, process, f"{role} sidecar health")
+        channel = Channel(path=str(socket_path))
+        try:
+            assert (await handshake(channel)).capabilities == expected
+        finally:
+            channel.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, stderr.decode()
+    assert not socket_path.exists()
+    assert b'"msg": "shutting down"' in stderr
+
+
+async def test_operator_serves_mutual_tls_on_its_server_address(pki: PKI) -> None:
+    files = pki.server_files()
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        CLI, "operator", f"--server-address=127.0.0.1:{port}", f"--server-cert={files.server_cert}",
+        f"--server-key={files.server_key}", f"--client-cert={files.client_ca}",
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+    async def listening() -> bool:
+        return port_open(port)
+
+    try:
+        await _until(listening, process, "operator listener")
+        context = operator_client_context(pki.client.cert, pki.client.key, pki.server_ca.cert_path)
+        channel = operator_channel("127.0.0.1", port, context)
+        try:
+            result = await handshake(channel)
+        finally:
+            channel.close()
+        assert "TYPE_LIFECYCLE_SERVICE" in result.capabilities
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, stderr.decode()
+    assert b"not implemented yet (issue #8)" in stderr
+
+
+def test_operator_refuses_tcp_without_mutual_tls() -> None:
+    result = run("operator", "--server-address=:9090")
+    assert result.returncode == 1
+    assert "the operator serves TCP only with mutual TLS" in result.stderr
+    assert "--server-cert, --server-key, --client-cert" in result.stderr
+
+
+def test_operator_refuses_missing_certificate_files(tmp_path: Path) -> None:
+    missing = tmp_path / "absent.crt"
+    result = run(
+        "operator", f"--server-address=127.0.0.1:{free_port()}", f"--server-cert={missing}",
+        f"--server-key={missing}", f"--client-cert={missing}",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "cannot load the gRPC server's TLS files" in result.stderr
+
+
+@pytest.mark.parametrize("path", list(PENDING), ids=" ".join)
+def test_tools_of_later_issues_say_they_are_not_implemented(path: tuple[str, ...]) -> None:
+    result = run(*path)
+    assert result.returncode == EXIT_NOT_IMPLEMENTED
+    assert "not implemented yet" in result.stderr and "issue #" in result.stderr
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.stdout.strip() == f"barman-cloud-plugin {__version__}"
+
+
+def test_demo_replays_the_handshake_with_a_real_sidecar() -> None:
+    result = run("demo", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"plugin        {PLUGIN_NAME} {__version__}" in result.stdout
+    assert "capabilities  TYPE_WAL_SERVICE, TYPE_BACKUP_SERVICE, TYPE_METRICS" in result.stdout
+    assert "WAL           TYPE_ARCHIVE_WAL, TYPE_RESTORE_WAL" in result.stdout
+    assert "probe         ready=True" in result.stdout
+    assert "the sidecar stopped with status 0" in result.stdout
