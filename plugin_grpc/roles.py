@@ -18,8 +18,8 @@ from plugin_grpc.proto import identity_pb2
 from plugin_grpc.services import CNPGIService
 from plugin_grpc.services.backup import BackupService
 from plugin_grpc.services.metrics import MetricsService
-from plugin_grpc.services.operator import OperatorService
 from plugin_grpc.services.operator_lifecycle import OperatorLifecycleService
+from plugin_grpc.services.operator_service import OperatorService
 from plugin_grpc.services.reconciler import ReconcilerHooksService
 from plugin_grpc.services.restore_job import RestoreJobHooksService
 from plugin_grpc.services.wal import WALService

@@ -1,4 +1,8 @@
-"""``cnpgi.operator.v1.Operator``: of its RPCs CloudNativePG only calls ``SetStatusInCluster``."""
+"""``cnpgi.operator.v1.Operator``: of its RPCs CloudNativePG only calls ``SetStatusInCluster``.
+
+(Not named operator.py: a module of that name would shadow the standard library for anyone
+running Python from this folder.)
+"""
 
 from __future__ import annotations
 
