@@ -37,3 +37,7 @@ class Conflict(BarmanCloudError):
 
 class FailedPrecondition(BarmanCloudError):
     """The system is not in a state that allows the operation (permissions, a non-empty archive)."""
+
+
+class Forbidden(FailedPrecondition):
+    """The credentials were refused, or lack a permission the operation needs."""
