@@ -62,6 +62,13 @@ class PostgresServer:
         self.log_path = self.root / "postgres.log"
         self.port = free_port()
         self.settings = {**SETTINGS, **(settings or {})}
+        try:
+            self._initialise()
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
+
+    def _initialise(self) -> None:
         self._run(["mkdir", "-p", str(self.socket_dir)])
         self._run(
             [str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "postgres", "--auth=trust",
