@@ -24,9 +24,6 @@ PENDING: dict[tuple[str, ...], str] = {
     ("backup", "delete"): "the backup engine and retention, issue #5",
     ("backup", "take"): "the backup engine, issue #5",
     ("backup", "restore"): "the restore engine, issue #5",
-    ("wal", "archive"): "the WAL engine, issue #4",
-    ("wal", "restore"): "the WAL engine, issue #4",
-    ("wal", "check-archive"): "the WAL engine, issue #4",
     ("retention", "apply"): "retention policies, issue #5",
     ("verify",): "integrity checks, issue #10",
 }
@@ -81,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("demo", help="local quick start: run a sidecar and replay CloudNativePG's handshake")
 
+    from barman_cloud_cli.bucket_tools import add_wal_commands
+
+    add_wal_commands(commands)
+
     groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
     for path, arrives_with in PENDING.items():
         if len(path) == 1:
@@ -108,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(args.log_level)
     if pending := getattr(args, "pending", None):
         return _not_implemented(pending)
+    if tool := getattr(args, "tool", None):
+        return int(tool(args))
     # Imported here so that `healthcheck` (run every second by the startup probe) stays light.
     from barman_cloud_cli import commands
 

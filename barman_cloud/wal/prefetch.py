@@ -119,6 +119,11 @@ class Prefetcher:
 
         await asyncio.to_thread(sweep)
 
+    async def drain(self) -> None:
+        """Wait for the prefetches in flight (a short-lived command must not exit before them)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
     async def close(self) -> None:
         """Cancel prefetches in flight (their temporary files are removed by the restorer)."""
         tasks = list(self._tasks.values())
