@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from barman_cloud import errors
+from barman_cloud.config.command_args import compression_level
 from barman_cloud.config.object_store import ObjectStore
 from barman_cloud.config.secrets import ResolvedStore, resolve
 from barman_cloud.format import compression
@@ -111,8 +112,11 @@ async def open_target(args: argparse.Namespace, stack: AsyncExitStack) -> Target
 
 def archive_settings(object_store: ObjectStore) -> ArchiveSettings:
     configuration = object_store.spec.configuration
+    codec = compression.codec_named(configuration.wal.compression)
+    level = compression_level(configuration.wal.archive_additional_command_args)
     return ArchiveSettings(
-        codec=compression.codec_named(configuration.wal.compression),
+        codec=codec,
+        level=compression.parse_level(codec, level) if codec else None,
         tags=dict(configuration.tags),
         history_tags=dict(configuration.history_tags),
     )

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 import sys
-import tempfile
 from pathlib import Path
 
 
@@ -24,31 +21,26 @@ def run_operator(args: argparse.Namespace) -> int:
         server_key=args.server_key,
         client_cert=args.client_cert,
         plugin_path=args.plugin_path,
+        sidecar_image=args.sidecar_image,
+        kubeconfig=args.kubeconfig,
     )
-    config.tls_files()  # refuse a bad flag combination before anything starts
+    config.validate()  # refuse bad flags, TLS files or a missing SIDECAR_IMAGE before anything starts
     asyncio.run(process.run(config))
     return 0
 
 
-def _run_sidecar(socket_path: str, role_name: str) -> int:
-    from plugin_grpc.roles import Role, assemble
-    from plugin_grpc.server import PluginServer, serve_until_signalled
+def _run_sidecar(args: argparse.Namespace, role_name: str) -> int:
+    from barman_cloud_cli.sidecars import run_sidecar
 
-    async def serve() -> None:
-        server = PluginServer(assemble(Role(role_name)))
-        await server.start_unix(socket_path)
-        await serve_until_signalled(server)
-
-    asyncio.run(serve())
-    return 0
+    return run_sidecar(args, role_name)
 
 
 def run_instance(args: argparse.Namespace) -> int:
-    return _run_sidecar(args.socket, "instance")
+    return _run_sidecar(args, "instance")
 
 
 def run_restore(args: argparse.Namespace) -> int:
-    return _run_sidecar(args.socket, "restore")
+    return _run_sidecar(args, "restore")
 
 
 def run_healthcheck(args: argparse.Namespace) -> int:
@@ -82,37 +74,7 @@ def _console_script() -> str:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """Start the instance sidecar as its own process, then be CloudNativePG for a moment."""
-    from grpclib.client import Channel
+    """The local quick start (barman_cloud_cli/demo.py)."""
+    from barman_cloud_cli import demo
 
-    from plugin_grpc.cnpg_caller import handshake
-
-    async def demo() -> None:
-        with tempfile.TemporaryDirectory(prefix="barman-cloud-plugin-demo-") as workdir:
-            socket_path = str(Path(workdir) / "barman-cloud.cloudnative-pg.io")
-            command = [_console_script(), "--log-level", args.log_level, "instance", "--socket", socket_path]
-            print(f"starting the instance sidecar: {' '.join(command)}")
-            process = await asyncio.create_subprocess_exec(*command)
-            try:
-                await _wait_healthy(socket_path, process)
-                channel = Channel(path=socket_path)
-                try:
-                    result = await handshake(channel)
-                finally:
-                    channel.close()
-            finally:
-                with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(signal.SIGTERM)
-                await process.wait()
-        meta = result.metadata
-        print(f"\nCloudNativePG's handshake with the instance sidecar ({socket_path}):")
-        print(f"  plugin        {meta.name} {meta.version} ({meta.display_name}, {meta.maturity})")
-        print(f"  capabilities  {', '.join(result.capabilities)}")
-        for service, rpcs in result.services.items():
-            print(f"  {service:<13} {', '.join(rpcs)}")
-        print(f"  probe         ready={result.ready}")
-        print(f"\nthe sidecar stopped with status {process.returncode}")
-        print("WAL archiving, backups and restores arrive with issues #4-#6; see README.md.")
-
-    asyncio.run(demo())
-    return 0
+    return demo.run(args.log_level)

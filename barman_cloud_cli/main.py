@@ -8,6 +8,8 @@ quick start. The tools that work straight on a bucket are listed with the issue 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -19,12 +21,6 @@ EXIT_NOT_IMPLEMENTED = 3
 
 # Sub-commands that exist so that their names are stable, filled in by later issues.
 PENDING: dict[tuple[str, ...], str] = {
-    ("backup", "list"): "the barman-cloud format and catalog, issue #4",
-    ("backup", "show"): "the barman-cloud format and catalog, issue #4",
-    ("backup", "delete"): "the backup engine and retention, issue #5",
-    ("backup", "take"): "the backup engine, issue #5",
-    ("backup", "restore"): "the restore engine, issue #5",
-    ("retention", "apply"): "retention policies, issue #5",
     ("verify",): "integrity checks, issue #10",
 }
 
@@ -34,6 +30,17 @@ def _add_socket(parser: argparse.ArgumentParser) -> None:
         "--socket",
         default=DEFAULT_SOCKET_PATH,
         help=f"unix socket to serve on (default {DEFAULT_SOCKET_PATH}, which CloudNativePG dials)",
+    )
+
+
+SIDECARS = ("instance", "restore")
+
+
+def _add_sidecar_log_level(parser: argparse.ArgumentParser) -> None:
+    # The injected sidecar gets `instance <additionalContainerArgs> --log-level=<logLevel>`, as
+    # upstream: accept the level after the sub-command too.
+    parser.add_argument(
+        "--log-level", default=argparse.SUPPRESS, choices=list(logs.LEVELS), help=argparse.SUPPRESS
     )
 
 
@@ -64,11 +71,35 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument(
         "--plugin-path", default=DEFAULT_PLUGIN_DIR, help="directory of the unix socket when not on TCP"
     )
+    operator.add_argument(
+        "--sidecar-image",
+        default=os.environ.get("SIDECAR_IMAGE", ""),
+        help="image injected as the sidecar of PostgreSQL Pods and recovery Jobs "
+        "(default: $SIDECAR_IMAGE; required)",
+    )
+    operator.add_argument(
+        "--kubeconfig",
+        default="",
+        help="kubeconfig file (default: the Pod's service account, else $KUBECONFIG or ~/.kube/config)",
+    )
+
+    from barman_cloud_cli.sidecars import add_local_store_arguments
 
     instance = commands.add_parser("instance", help="sidecar of PostgreSQL Pods: WAL, Backup, Metrics")
     _add_socket(instance)
-    restore = commands.add_parser("restore", help="sidecar of recovery Jobs: RestoreJobHooks, WAL restore")
+    _add_sidecar_log_level(instance)
+    add_local_store_arguments(instance)
+    restore = commands.add_parser(
+        "restore",
+        help="without arguments: the sidecar of recovery Jobs (RestoreJobHooks, WAL restore); "
+        "with BACKUP_ID DEST: restore a backup from a bucket into DEST",
+    )
     _add_socket(restore)
+    _add_sidecar_log_level(restore)
+    add_local_store_arguments(restore)
+    from barman_cloud_cli.catalog_tools import add_catalog_commands, add_restore_tool_arguments
+
+    add_restore_tool_arguments(restore)
 
     health = commands.add_parser("healthcheck", help="startup probe of the sidecars")
     health_kinds = health.add_subparsers(dest="kind", required=True, metavar="KIND")
@@ -78,9 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("demo", help="local quick start: run a sidecar and replay CloudNativePG's handshake")
 
+    from barman_cloud_cli.backup_tools import add_backup_commands
     from barman_cloud_cli.bucket_tools import add_wal_commands
 
     add_wal_commands(commands)
+    add_backup_commands(commands)
+    add_catalog_commands(commands)
 
     groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
     for path, arrives_with in PENDING.items():
@@ -91,26 +125,39 @@ def build_parser() -> argparse.ArgumentParser:
                 group = commands.add_parser(path[0], help=f"{path[0]} tools working straight on a bucket")
                 groups[path[0]] = group.add_subparsers(dest="action", required=True, metavar="ACTION")
             leaf = groups[path[0]].add_parser(path[1], help=f"(not implemented yet: {arrives_with})")
-        leaf.set_defaults(pending=path)
+        leaf.set_defaults(pending=path, arrives_with=arrives_with)
     return parser
 
 
-def _not_implemented(path: tuple[str, ...]) -> int:
+def _not_implemented(path: tuple[str, ...], arrives_with: str) -> int:
     name = " ".join(path)
     print(
-        f"barman-cloud-plugin {name}: not implemented yet in {__version__}; it arrives with {PENDING[path]}.",
+        f"barman-cloud-plugin {name}: not implemented yet in {__version__}; it arrives with {arrives_with}.",
         file=sys.stderr,
     )
     return EXIT_NOT_IMPLEMENTED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    # Upstream sidecar flags users put in instanceSidecarConfiguration.additionalContainerArgs
+    # (e.g. --pprof-server=...) must not keep the sidecar from starting: they are ignored, loudly.
+    if unknown and not (args.command in SIDECARS and all(arg.startswith("--") for arg in unknown[:1])):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logs.configure(args.log_level)
+    if unknown:
+        logging.getLogger("barman_cloud_cli").warning(
+            "ignoring sidecar arguments this plugin does not use", extra={"arguments": unknown}
+        )
     if pending := getattr(args, "pending", None):
-        return _not_implemented(pending)
+        return _not_implemented(pending, args.arrives_with)
     if tool := getattr(args, "tool", None):
         return int(tool(args))
+    if args.command == "restore" and getattr(args, "backup_id", None):
+        from barman_cloud_cli.catalog_tools import run_restore_tool
+
+        return run_restore_tool(args)
     # Imported here so that `healthcheck` (run every second by the startup probe) stays light.
     from barman_cloud_cli import commands
 

@@ -1,6 +1,11 @@
 """The operator process: the operator-side CNPG-I endpoint (and, with issue #8, the Kopf
 controller for ObjectStore and ScheduledBackup in the same event loop).
 
+Like upstream, it refuses to start without ``SIDECAR_IMAGE`` (the image it injects into
+PostgreSQL Pods and recovery Jobs) and without a Kubernetes API to talk to: both are needed by
+the first hook CloudNativePG calls, and failing at start shows in the Deployment's status rather
+than in every Cluster's phase.
+
 This folder is installed as ``barman_cloud_operator``. It has no ``__init__.py`` on purpose: as a
 namespace portion it can never shadow the standard library's ``operator`` module, even when the
 repository root comes first on ``sys.path`` (``python -m ...`` from the checkout).
@@ -9,16 +14,23 @@ repository root comes first on ``sys.path`` (``python -m ...`` from the checkout
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from kubernetes_asyncio import client, config
+
 from barman_cloud.errors import InvalidInput
+from plugin_grpc.kube import KubernetesReader
 from plugin_grpc.metadata import PLUGIN_NAME
+from plugin_grpc.operator_side.settings import OperatorSide
 from plugin_grpc.roles import Role, assemble
 from plugin_grpc.server import PluginServer, serve_until_signalled
-from plugin_grpc.tls import ServerTLSFiles
+from plugin_grpc.tls import ReloadingServerContext, ServerTLSFiles
 
 log = logging.getLogger(__name__)
+
+SIDECAR_IMAGE_ENV = "SIDECAR_IMAGE"
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,32 @@ class OperatorConfig:
     """CA bundle client certificates must chain to (the client Secret's ``tls.crt``)."""
     plugin_path: str = "/plugins"
     """Directory of the unix socket when not on TCP."""
+    sidecar_image: str = ""
+    """Image injected as the sidecar (``SIDECAR_IMAGE``); required. A Cluster may name another
+    one with its ``sidecarImage`` plugin parameter."""
+    kubeconfig: str = ""
+    """A kubeconfig file; empty: the Pod's service account, else ``$KUBECONFIG`` or ``~/.kube/config``."""
+
+    def validate(self) -> None:
+        """Refuse a configuration the operator cannot work with, before anything starts:
+        the listener's flags and TLS files first, then the sidecar image."""
+        tls = self.tls_files()
+        if tls is not None:
+            ReloadingServerContext(tls)  # loads the files once: a clear error if they are unusable
+        self.require_sidecar_image()
+
+    def require_sidecar_image(self) -> str:
+        image = self.sidecar_image.strip()
+        if not image:
+            raise InvalidInput(
+                f"{SIDECAR_IMAGE_ENV} is not set",
+                hint="the operator injects this image as the barman-cloud sidecar of PostgreSQL Pods "
+                f"and recovery Jobs; set the {SIDECAR_IMAGE_ENV} environment variable (the Helm chart "
+                "does) or --sidecar-image",
+            )
+        if any(c.isspace() for c in image):
+            raise InvalidInput(f"{SIDECAR_IMAGE_ENV} {image!r} is not a container image reference")
+        return image
 
     def tls_files(self) -> ServerTLSFiles | None:
         flags = {
@@ -60,14 +98,46 @@ def parse_server_address(address: str) -> tuple[str | None, int]:
     return (host.strip("[]") or None), int(port_text)
 
 
+async def kubernetes_api(kubeconfig: str = "") -> client.ApiClient:
+    """A client for the Kubernetes API: ``kubeconfig`` if given, else the Pod's service account,
+    else ``$KUBECONFIG`` or ``~/.kube/config``."""
+    if not kubeconfig and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        configuration = client.Configuration()
+        try:
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            return client.ApiClient(configuration)
+        except config.ConfigException as error:
+            log.warning(
+                "the Pod's service account is unusable; trying a kubeconfig", extra={"error": str(error)}
+            )
+    configuration = client.Configuration()
+    try:
+        await config.load_kube_config(config_file=kubeconfig or None, client_configuration=configuration)
+    except (config.ConfigException, OSError) as error:
+        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        raise InvalidInput(
+            f"no usable Kubernetes API configuration (service account, or kubeconfig {where}): {error}",
+            hint="run the operator in a Pod with its service account, or pass --kubeconfig / set KUBECONFIG",
+        ) from None
+    return client.ApiClient(configuration)
+
+
 async def run(config: OperatorConfig) -> None:
     """Serve the operator-side endpoint until SIGTERM."""
+    config.validate()
     tls = config.tls_files()
-    server = PluginServer(assemble(Role.OPERATOR))
-    if tls is not None:
-        host, port = parse_server_address(config.server_address)
-        await server.start_tcp(host, port, tls)
-    else:
-        await server.start_unix(Path(config.plugin_path) / PLUGIN_NAME)
-    log.warning("the ObjectStore and ScheduledBackup controller is not implemented yet (issue #8)")
-    await serve_until_signalled(server)
+    api = await kubernetes_api(config.kubeconfig)
+    reader = KubernetesReader(api)
+    try:
+        side = OperatorSide(sidecar_image=config.require_sidecar_image(), kubernetes=reader)
+        server = PluginServer(assemble(Role.OPERATOR, side))
+        if tls is not None:
+            host, port = parse_server_address(config.server_address)
+            await server.start_tcp(host, port, tls)
+        else:
+            await server.start_unix(Path(config.plugin_path) / PLUGIN_NAME)
+        log.info("injecting the sidecar image", extra={"image": side.sidecar_image})
+        log.warning("the ObjectStore and ScheduledBackup controller is not implemented yet (issue #8)")
+        await serve_until_signalled(server)
+    finally:
+        await reader.close()

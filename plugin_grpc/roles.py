@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from plugin_grpc.operator_side.settings import OperatorSide
 from plugin_grpc.proto import identity_pb2
 from plugin_grpc.services import CNPGIService
 from plugin_grpc.services.backup import BackupService
@@ -23,6 +24,7 @@ from plugin_grpc.services.operator_service import OperatorService
 from plugin_grpc.services.reconciler import ReconcilerHooksService
 from plugin_grpc.services.restore_job import RestoreJobHooksService
 from plugin_grpc.services.wal import WALService
+from plugin_grpc.wal_targets import WalTargets
 
 ServiceType = identity_pb2.PluginCapability.Service
 
@@ -45,15 +47,35 @@ class Assembly:
         return tuple(service.capability for service in self.services) + self.flags
 
 
-def assemble(role: Role) -> Assembly:
-    """A fresh set of service instances for ``role``."""
+def assemble(
+    role: Role, operator_side: OperatorSide | None = None, wal_targets: WalTargets | None = None
+) -> Assembly:
+    """A fresh set of service instances for ``role``.
+
+    ``wal_targets`` tells the sidecars' WAL service where to archive and restore.
+
+    ``operator_side`` (sidecar image, Kubernetes client) is what the operator role's hooks work
+    with; without it they answer FAILED_PRECONDITION, which is enough for handshake tests.
+    """
     if role is Role.OPERATOR:
         # TYPE_INSTANCE_SIDECAR_INJECTION tells instance managers (CNPG >= 1.27) that our
         # sidecar is in their Pod, so they load it for metrics and configuration.
         return Assembly(
-            services=(OperatorLifecycleService(), ReconcilerHooksService(), OperatorService()),
+            services=(
+                OperatorLifecycleService(operator_side),
+                ReconcilerHooksService(operator_side),
+                OperatorService(operator_side),
+            ),
             flags=(ServiceType.TYPE_INSTANCE_SIDECAR_INJECTION,),
         )
     if role is Role.INSTANCE:
-        return Assembly(services=(WALService(archive=True, restore=True), BackupService(), MetricsService()))
-    return Assembly(services=(RestoreJobHooksService(), WALService(archive=False, restore=True)))
+        return Assembly(
+            services=(
+                WALService(archive=True, restore=True, targets=wal_targets),
+                BackupService(),
+                MetricsService(),
+            )
+        )
+    return Assembly(
+        services=(RestoreJobHooksService(), WALService(archive=False, restore=True, targets=wal_targets))
+    )

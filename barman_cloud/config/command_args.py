@@ -9,7 +9,7 @@ element, and ``--opt`` followed by its value as the next element.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Literal
 
@@ -24,6 +24,7 @@ _ADDRESSING_STYLES: dict[str, Literal["auto", "virtual", "path"]] = {
     "path": "path",
 }
 _TAKES_VALUE = {
+    "--compression-level",
     "--addressing-style",
     "--read-timeout",
     "--sse-kms-key-id",
@@ -57,31 +58,45 @@ def _pairs(args: Sequence[str]) -> list[tuple[str, str | None]]:
     return pairs
 
 
+def _addressing_style(options: StoreOptions, value: str) -> StoreOptions:
+    if value not in _ADDRESSING_STYLES:
+        raise ValueError(value)
+    return replace(options, s3_addressing_style=_ADDRESSING_STYLES[value])
+
+
+_SETTERS: dict[str, Callable[[StoreOptions, str], StoreOptions]] = {
+    "--addressing-style": _addressing_style,
+    "--read-timeout": lambda o, v: replace(o, read_timeout=float(v)),
+    "--max-concurrency": lambda o, v: replace(o, max_concurrency=max(1, int(v))),
+    "--max-single-put-size": lambda o, v: replace(o, single_put_max=max(1, int(v))),
+    "--max-block-size": lambda o, v: replace(o, part_size=max(1, int(v))),
+    "--sse-kms-key-id": lambda o, v: replace(o, encryption=replace(o.encryption, s3_kms_key_id=v)),
+    "--encryption-scope": lambda o, v: replace(o, encryption=replace(o.encryption, azure_encryption_scope=v)),
+    "--kms-key-name": lambda o, v: replace(o, encryption=replace(o.encryption, gcs_kms_key_name=v)),
+}
+# Read elsewhere: the WAL compression level (compression_level()).
+_HANDLED_ELSEWHERE = {"--compression-level"}
+
+
 def apply_command_args(options: StoreOptions, args: Sequence[str]) -> StoreOptions:
     """Fold the options we understand into ``options``; log (without values) the ones we ignore."""
-    encryption = options.encryption
     for name, value in _pairs(args):
-        try:
-            if name == "--addressing-style" and value in _ADDRESSING_STYLES:
-                options = replace(options, s3_addressing_style=_ADDRESSING_STYLES[value])
-            elif name == "--read-timeout" and value:
-                options = replace(options, read_timeout=float(value))
-            elif name == "--max-concurrency" and value:
-                options = replace(options, max_concurrency=max(1, int(value)))
-            elif name == "--max-single-put-size" and value:
-                options = replace(options, single_put_max=max(1, int(value)))
-            elif name == "--max-block-size" and value:
-                options = replace(options, part_size=max(1, int(value)))
-            elif name == "--sse-kms-key-id" and value:
-                encryption = replace(encryption, s3_kms_key_id=value)
-            elif name == "--encryption-scope" and value:
-                encryption = replace(encryption, azure_encryption_scope=value)
-            elif name == "--kms-key-name" and value:
-                encryption = replace(encryption, gcs_kms_key_name=value)
-            elif name.startswith("-"):
-                log.info("additional command argument not used by this plugin", extra={"argument": name})
-        except ValueError:
-            raise InvalidInput(
-                f"additional command argument {name} needs a number", hint=f"got {value!r}"
-            ) from None
-    return replace(options, encryption=encryption)
+        if name in _SETTERS and value:
+            try:
+                options = _SETTERS[name](options, value)
+            except ValueError:
+                raise InvalidInput(
+                    f"invalid value for additional command argument {name}", hint=f"got {value!r}"
+                ) from None
+        elif name.startswith("-") and name not in _HANDLED_ELSEWHERE:
+            log.info("additional command argument not used by this plugin", extra={"argument": name})
+    return options
+
+
+def compression_level(args: Sequence[str]) -> str | None:
+    """barman-cloud-wal-archive's ``--compression-level`` (a number, low, medium or high), if given."""
+    level = None
+    for name, value in _pairs(args):
+        if name == "--compression-level" and value:
+            level = value
+    return level

@@ -6,7 +6,9 @@ from typing import ClassVar
 
 from grpclib.server import Stream
 
-from plugin_grpc.errors import not_implemented
+from plugin_grpc.operator_side import calls
+from plugin_grpc.operator_side.lifecycle import lifecycle_patch
+from plugin_grpc.operator_side.settings import OperatorSide
 from plugin_grpc.proto import identity_pb2, operator_lifecycle_grpc, operator_lifecycle_pb2
 
 Operation = operator_lifecycle_pb2.OperatorOperationType
@@ -28,9 +30,16 @@ SUBSCRIPTIONS = (
 
 
 class OperatorLifecycleService(operator_lifecycle_grpc.OperatorLifecycleBase):
-    """JSON patches for instance Pods (CREATE, EVALUATE) and recovery Jobs (CREATE)."""
+    """JSON patches for instance Pods (CREATE, EVALUATE) and recovery Jobs (CREATE).
+
+    ``side`` is None only for an endpoint assembled without configuration (the handshake works,
+    the hook fails with FAILED_PRECONDITION).
+    """
 
     capability: ClassVar = identity_pb2.PluginCapability.Service.TYPE_LIFECYCLE_SERVICE
+
+    def __init__(self, side: OperatorSide | None = None) -> None:
+        self.side = side
 
     async def GetCapabilities(
         self,
@@ -50,5 +59,10 @@ class OperatorLifecycleService(operator_lifecycle_grpc.OperatorLifecycleBase):
             operator_lifecycle_pb2.OperatorLifecycleRequest, operator_lifecycle_pb2.OperatorLifecycleResponse
         ],
     ) -> None:
-        await stream.recv_message()
-        raise not_implemented("OperatorLifecycle.LifecycleHook", arrives_with="the operator side, issue #7")
+        request = await stream.recv_message()
+        assert request is not None
+        rpc = "OperatorLifecycle.LifecycleHook"
+        side = calls.configured(self.side, rpc)
+        async with calls.handling(rpc, side, stream.deadline):
+            patch = await lifecycle_patch(side, request.cluster_definition, request.object_definition)
+        await stream.send_message(operator_lifecycle_pb2.OperatorLifecycleResponse(json_patch=patch))

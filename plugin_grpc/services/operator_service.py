@@ -11,6 +11,9 @@ from typing import ClassVar
 from grpclib.server import Stream
 
 from plugin_grpc.errors import not_implemented
+from plugin_grpc.operator_side import calls
+from plugin_grpc.operator_side.settings import OperatorSide
+from plugin_grpc.operator_side.status import cluster_status
 from plugin_grpc.proto import identity_pb2, operator_grpc, operator_pb2
 
 RPC = operator_pb2.OperatorCapability.RPC
@@ -21,6 +24,9 @@ class OperatorService(operator_grpc.OperatorBase):
     """The plugin's status in ``Cluster.status.pluginStatus`` (shown by ``kubectl cnpg status``)."""
 
     capability: ClassVar = identity_pb2.PluginCapability.Service.TYPE_OPERATOR_SERVICE
+
+    def __init__(self, side: OperatorSide | None = None) -> None:
+        self.side = side
 
     async def GetCapabilities(
         self,
@@ -36,8 +42,14 @@ class OperatorService(operator_grpc.OperatorBase):
     async def SetStatusInCluster(
         self, stream: Stream[operator_pb2.SetStatusInClusterRequest, operator_pb2.SetStatusInClusterResponse]
     ) -> None:
-        await stream.recv_message()
-        raise not_implemented("Operator.SetStatusInCluster", arrives_with="the operator side, issue #7")
+        request = await stream.recv_message()
+        assert request is not None
+        rpc = "Operator.SetStatusInCluster"
+        side = calls.configured(self.side, rpc)
+        async with calls.handling(rpc, side, stream.deadline):
+            # Empty unless the status changed: any answer requeues the Cluster after 5 s.
+            status = await cluster_status(side, request.cluster)
+        await stream.send_message(operator_pb2.SetStatusInClusterResponse(json_status=status))
 
     async def ValidateClusterCreate(
         self,

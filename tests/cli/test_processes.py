@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -69,13 +70,21 @@ async def test_sidecar_serves_until_sigterm_then_removes_its_socket(
     assert b'"msg": "shutting down"' in stderr
 
 
-async def test_operator_serves_mutual_tls_on_its_server_address(pki: PKI) -> None:
+async def test_operator_serves_mutual_tls_on_its_server_address(pki: PKI, tmp_path: Path) -> None:
     files = pki.server_files()
+    # The operator refuses to start without a Kubernetes API configuration; this test never calls it.
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: c, cluster: {server: 'http://127.0.0.1:1'}}]\n"
+        "users: [{name: u, user: {token: unused}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n"
+    )
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         CLI, "operator", f"--server-address=127.0.0.1:{port}", f"--server-cert={files.server_cert}",
         f"--server-key={files.server_key}", f"--client-cert={files.client_ca}",
         stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "SIDECAR_IMAGE": "registry.example/plugin:test", "KUBECONFIG": str(kubeconfig)},
     )  # fmt: skip
 
     async def listening() -> bool:
@@ -126,11 +135,26 @@ def test_version() -> None:
     assert result.stdout.strip() == f"barman-cloud-plugin {__version__}"
 
 
-def test_demo_replays_the_handshake_with_a_real_sidecar() -> None:
-    result = run("demo", timeout=120)
+def test_demo_archives_and_restores_through_the_sidecar() -> None:
+    """`make demo`: a real sidecar, CloudNativePG's handshake, a real PostgreSQL archiving through it."""
+    result = run("--log-level", "warning", "demo", timeout=180)
     assert result.returncode == 0, result.stderr
-    assert f"plugin        {PLUGIN_NAME} {__version__}" in result.stdout
-    assert "capabilities  TYPE_WAL_SERVICE, TYPE_BACKUP_SERVICE, TYPE_METRICS" in result.stdout
-    assert "WAL           TYPE_ARCHIVE_WAL, TYPE_RESTORE_WAL" in result.stdout
-    assert "probe         ready=True" in result.stdout
-    assert "the sidecar stopped with status 0" in result.stdout
+    out = result.stdout
+    assert f"CloudNativePG's handshake: {PLUGIN_NAME} {__version__}" in out
+    assert "capabilities TYPE_WAL_SERVICE, TYPE_BACKUP_SERVICE, TYPE_METRICS" in out
+    assert "pg_stat_archiver: 4 archived, 0 failed, last 000000010000000000000004" in out
+    assert "demo/wals/0000000100000000/000000010000000000000004.lz4" in out
+    assert "identical to pg_wal's: True" in out
+
+
+def test_sidecar_accepts_upstreams_injected_arguments(tmp_path: Path) -> None:
+    """`instance <additionalContainerArgs> --log-level=debug`, as the operator side injects it."""
+    socket = str(tmp_path / "s")
+    manifests = str(tmp_path / "absent.yaml")
+    extra = ["--pprof-server=0.0.0.0:6061", "--log-level=debug"]
+    result = run(
+        "instance", "--socket", socket, *extra, "--file", manifests, "--server-name", "pg", timeout=60
+    )
+    # It got past argument parsing (the manifests file is what is missing), and said what it ignored.
+    assert "unrecognized arguments" not in result.stderr
+    assert "cannot read" in result.stderr and "--pprof-server=0.0.0.0:6061" in result.stderr

@@ -27,7 +27,9 @@ sys.stdout.buffer.write(out.getvalue())
 
 def barman_rewrite(data: bytes) -> bytes:
     python = barman_cloud_bin("barman-cloud-backup").parent / "python"
-    result = subprocess.run([str(python), "-c", BARMAN_ROUND_TRIP], input=data, capture_output=True, check=False)
+    result = subprocess.run(
+        [str(python), "-c", BARMAN_ROUND_TRIP], input=data, capture_output=True, check=False
+    )
     assert result.returncode == 0, result.stderr.decode()
     return result.stdout
 

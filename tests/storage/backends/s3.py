@@ -1,12 +1,21 @@
-"""The s3 backend for the contract suite (to be written with the backend, issue #3)."""
+"""The s3 backend for the contract suite: an S3Store on the session's moto server, over HTTP."""
 
 from __future__ import annotations
 
 import pytest
 
 from barman_cloud.storage import Store
+from barman_cloud.storage.factory import open_store
+from barman_cloud.storage.options import S3Credentials, StoreOptions
+from tests.harness.object_stores import MotoS3
+
+
+def credentials(moto: MotoS3) -> S3Credentials:
+    return S3Credentials(access_key_id=moto.access_key, secret_access_key=moto.secret_key, region=moto.region)
 
 
 async def open_test_store(request: pytest.FixtureRequest) -> Store:
-    request.getfixturevalue("moto_s3")
-    raise NotImplementedError("the s3 backend is being written")
+    moto: MotoS3 = request.getfixturevalue("moto_s3")
+    return open_store(
+        f"s3://{moto.bucket}/contract", credentials(moto), StoreOptions(endpoint_url=moto.endpoint)
+    )

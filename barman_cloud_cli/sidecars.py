@@ -1,0 +1,57 @@
+"""The instance and restore sidecars as processes.
+
+In a Pod they read the ObjectStore named by the Cluster through the Kubernetes API (issue #6).
+For local runs (the quick start, benchmarks, e2e) ``-f FILE --server-name NAME`` pins them to one
+ObjectStore from a manifests file, whatever the Cluster JSON says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from pathlib import Path
+
+DEFAULT_SPOOL = "/controller/wal-restore-spool"
+
+
+def add_local_store_arguments(parser: argparse.ArgumentParser) -> None:
+    local = parser.add_argument_group("local mode (no Kubernetes)")
+    local.add_argument("-f", "--file", type=Path, help="YAML with the ObjectStore and its Secrets")
+    local.add_argument("--object-store", help="which ObjectStore of the file (when it holds several)")
+    local.add_argument("--server-name", help="server name in the bucket (required with --file)")
+    parser.add_argument(
+        "--spool-dir",
+        type=Path,
+        default=Path(os.environ.get("SPOOL_DIRECTORY", DEFAULT_SPOOL)),
+        help=f"archive markers and prefetched WAL (default: $SPOOL_DIRECTORY or {DEFAULT_SPOOL})",
+    )
+
+
+def run_sidecar(args: argparse.Namespace, role_name: str) -> int:
+    from barman_cloud.errors import InvalidInput
+    from plugin_grpc.roles import Role, assemble
+    from plugin_grpc.server import PluginServer, serve_until_signalled
+    from plugin_grpc.wal_targets import StaticWalTargets, WalTargets
+
+    async def serve() -> None:
+        targets: WalTargets | None = None
+        if args.file:
+            if not args.server_name:
+                raise InvalidInput("--file needs --server-name")
+            from barman_cloud.config.manifests import load_manifests
+            from barman_cloud.config.secrets import resolve
+
+            manifests = load_manifests(args.file)
+            resolved = await resolve(manifests.object_store(args.object_store), manifests)
+            targets = StaticWalTargets(resolved, args.server_name, args.spool_dir)
+        server = PluginServer(assemble(Role(role_name), wal_targets=targets))
+        try:
+            await server.start_unix(args.socket)
+            await serve_until_signalled(server)
+        finally:
+            if targets is not None:
+                await targets.close()
+
+    asyncio.run(serve())
+    return 0

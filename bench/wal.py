@@ -1,0 +1,334 @@
+"""WAL archive and restore, side by side with barman-cloud on the same moto server.
+
+    .venv/bin/python bench/wal.py [--segments 48] [--compression lz4] [--runs 1]
+
+A real PostgreSQL (15) builds a backlog of real 16 MiB segments while its archive_command fails;
+then archive_command is switched and the time until PostgreSQL has archived the whole backlog is
+measured, for:
+  (a) barman-cloud-wal-archive, one process per segment (the in-tree way, barman 3.19);
+  (b) the upstream plugin's batch scheme: the asked segment plus 3 .ready ones, one barman process
+      each, wait for all, spool markers for the extras (bench/upstream_batch_archive.sh);
+  (c) ours: CloudNativePG's instance-manager call sequence (plugin_grpc/cnpg_manager.py, a light client like
+      the Go binary) to our long-lived sidecar, which archives ahead.
+Then every segment is restored serially, the way PostgreSQL's restore_command asks, by (a)
+barman-cloud-wal-restore and (c) ours with prefetch. Every command runs under /usr/bin/time, which
+gives each invocation's CPU seconds and peak RSS; the sidecar's own CPU and peak RSS come from
+/proc. Run on a quiet machine; compare ratios, not absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.harness.object_stores import MotoS3  # noqa: E402
+from tests.harness.postgres import PostgresServer, as_postgres, owned_by_postgres_tempdir  # noqa: E402
+from tests.harness.processes import ManagedProcess  # noqa: E402
+from tests.harness.tools import barman_cloud_bin  # noqa: E402
+
+CLI = str(Path(sys.executable).with_name("barman-cloud-plugin"))
+MANAGER = f"{sys.executable} -m plugin_grpc.cnpg_manager"
+TIME = "/usr/bin/time"
+
+
+@dataclass
+class Result:
+    method: str
+    segments: int
+    seconds: float
+    cpu: float
+    peak_rss_mib: float
+
+    @property
+    def rate(self) -> float:
+        return self.segments / self.seconds
+
+
+def timed(command: str, log: Path) -> str:
+    """``command`` under /usr/bin/time, appending "user sys maxrss_kib" per run to ``log``."""
+    return f'{TIME} -a -o {log} -f "%U %S %M" {command}'
+
+
+def read_time_log(log: Path) -> tuple[float, float, int]:
+    cpu, peak, runs = 0.0, 0.0, 0
+    for line in log.read_text().splitlines() if log.exists() else []:
+        parts = line.split()
+        if len(parts) == 3 and all(p.replace(".", "").isdigit() for p in parts):
+            cpu += float(parts[0]) + float(parts[1])
+            peak = max(peak, int(parts[2]) / 1024)
+            runs += 1
+    return cpu, peak, runs
+
+
+def proc_cpu_and_peak(pid: int) -> tuple[float, float]:
+    ticks = os.sysconf("SC_CLK_TCK")
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    peak = 0.0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            peak = int(line.split()[1]) / 1024
+    return cpu, peak
+
+
+def python_child(pid: int) -> int:
+    """The sidecar's Python process (ManagedProcess started runuser, which forks it)."""
+    for _ in range(100):
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.05)
+    return pid
+
+
+def manifest(
+    workdir: Path, moto: MotoS3, prefix: str, compression: str, max_parallel: int, level: str | None
+) -> Path:
+    extra = f", archiveAdditionalCommandArgs: ['--compression-level={level}']" if level else ""
+    path = workdir / f"store-{prefix}.yaml"
+    path.write_text(
+        f"""
+apiVersion: barmancloud.cnpg.io/v1
+kind: ObjectStore
+metadata: {{name: bench}}
+spec:
+  configuration:
+    destinationPath: s3://{moto.bucket}/{prefix}
+    endpointURL: {moto.endpoint}
+    s3Credentials:
+      accessKeyId: {{name: aws, key: ID}}
+      secretAccessKey: {{name: aws, key: SECRET}}
+      region: {{name: aws, key: REGION}}
+    wal: {{compression: {compression}, maxParallel: {max_parallel}{extra}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: aws}}
+stringData: {{ID: {moto.access_key}, SECRET: {moto.secret_key}, REGION: {moto.region}}}
+"""
+    )
+    path.chmod(0o644)
+    return path
+
+
+class Sidecar:
+    def __init__(self, workdir: Path, store: Path, name: str) -> None:
+        self.socket = workdir / f"plugins-{name}" / "barman-cloud.cloudnative-pg.io"
+        command = [CLI, "--log-level", "warning", "instance", "--socket", str(self.socket), "-f", str(store),
+                   "--server-name", "pg", "--spool-dir", str(workdir / f"spool-{name}")]  # fmt: skip
+        self.process = ManagedProcess("sidecar", as_postgres(command), workdir / f"sidecar-{name}.log")
+        health = [CLI, "healthcheck", "unix", "--socket", str(self.socket)]
+        self.process.wait_until(lambda: subprocess.run(health, capture_output=True).returncode == 0)
+        self.pid = python_child(self.process.process.pid)
+
+
+def build_backlog(segments: int) -> tuple[PostgresServer, list[str]]:
+    server = PostgresServer(
+        15,
+        {
+            "archive_command": "/bin/false",
+            "max_wal_size": "8GB",
+            "checkpoint_timeout": "1h",
+            "wal_keep_size": "0",
+        },
+    )
+    server.query("CREATE TABLE filler (payload text)")
+    while True:
+        ready = sorted(p.name[:-6] for p in (server.pg_wal / "archive_status").glob("*.ready"))
+        if len(ready) >= segments:
+            return server, ready
+        server.query(
+            "INSERT INTO filler SELECT repeat(md5(random()::text), 30) FROM generate_series(1, 12000)"
+        )
+        server.query("SELECT pg_switch_wal()")
+
+
+def drain(server: PostgresServer, command: str, last: str) -> float:
+    server.query("SELECT pg_stat_reset_shared('archiver')")
+    start = time.monotonic()
+    server.set(archive_command=command)
+    while True:
+        done, failed = server.query(
+            "SELECT last_archived_wal >= %s, failed_count FROM pg_stat_archiver", [last]
+        )[0]
+        if done:
+            return time.monotonic() - start
+        if failed and failed > 20:
+            raise RuntimeError(
+                f"archive_command keeps failing: {command}\n{(server.log_path).read_text()[-3000:]}"
+            )
+        time.sleep(0.05)
+
+
+def archive_methods(
+    workdir: Path, moto: MotoS3, segments: int, compression: str, level: str | None, run: int
+) -> list[Result]:
+    barman = barman_cloud_bin("barman-cloud-wal-archive").parent
+    env = " ".join(f"{k}={v}" for k, v in moto.env().items())
+    flags = f"--cloud-provider aws-s3 --endpoint-url {moto.endpoint} --{compression}"
+    if level:
+        flags += f" --compression-level {level}"
+    results = []
+    for method in ("a", "b", "c"):
+        prefix = f"run{run}-{method}"
+        log = workdir / f"time-{prefix}.log"
+        sidecar = None
+        if method == "a":
+            command = timed(
+                f"env {env} {barman}/barman-cloud-wal-archive {flags} s3://{moto.bucket}/{prefix} pg %p", log
+            )
+        elif method == "b":
+            spool = workdir / f"upstream-spool-{prefix}"
+            spool.mkdir()
+            shutil.chown(spool, "postgres")
+            batch_env = (f"env {env} BARMAN_BIN={barman} SPOOL={spool} MAX_PARALLEL=4 "
+                         f"DESTINATION=s3://{moto.bucket}/{prefix} SERVER=pg BARMAN_ARGS='{flags}'")  # fmt: skip
+            command = timed(f"{batch_env} {ROOT / 'bench/upstream_batch_archive.sh'} %p", log)
+        else:
+            sidecar = Sidecar(workdir, manifest(workdir, moto, prefix, compression, 4, level), prefix)
+            command = timed(f"{MANAGER} --socket {sidecar.socket} wal-archive %p", log)
+        server, ready = build_backlog(segments)
+        try:
+            before = proc_cpu_and_peak(sidecar.pid)[0] if sidecar else 0.0
+            seconds = drain(server, command, ready[-1])
+            cpu, peak, _ = read_time_log(log)
+            if sidecar:
+                sidecar_cpu, sidecar_peak = proc_cpu_and_peak(sidecar.pid)
+                cpu += sidecar_cpu - before
+                peak = max(peak, sidecar_peak)
+        finally:
+            server.destroy()
+            if sidecar:
+                sidecar.process.stop()
+        label = {"a": "barman-cloud-wal-archive", "b": "upstream batch (4)", "c": "ours (archive-ahead)"}[
+            method
+        ]
+        results.append(Result(label, len(ready), seconds, cpu, peak))
+    return results
+
+
+def restore_methods(
+    workdir: Path, moto: MotoS3, names: list[str], compression: str, run: int
+) -> list[Result]:
+    barman = barman_cloud_bin("barman-cloud-wal-restore").parent
+    prefix = f"run{run}-a"  # barman's own archive: both read the same objects
+    target = workdir / "restored"
+    results = []
+    env = {**moto.env(), "PATH": "/usr/bin:/bin"}
+    log = workdir / f"time-restore-barman-{run}.log"
+    start = time.monotonic()
+    for name in names:
+        subprocess.run(
+            [TIME, "-a", "-o", str(log), "-f", "%U %S %M", f"{barman}/barman-cloud-wal-restore", "--cloud-provider",
+             "aws-s3", "--endpoint-url", moto.endpoint, f"s3://{moto.bucket}/{prefix}", "pg", name, str(target)],
+            env=env, check=True, capture_output=True,
+        )  # fmt: skip
+    cpu, peak, _ = read_time_log(log)
+    results.append(Result("barman-cloud-wal-restore", len(names), time.monotonic() - start, cpu, peak))
+
+    sidecar = Sidecar(workdir, manifest(workdir, moto, prefix, compression, 8, None), f"restore-{run}")
+    log = workdir / f"time-restore-ours-{run}.log"
+    try:
+        before = proc_cpu_and_peak(sidecar.pid)[0]
+        start = time.monotonic()
+        for name in names:
+            subprocess.run(
+                as_postgres([TIME, "-a", "-o", str(log), "-f", "%U %S %M", sys.executable,
+                             "-m", "plugin_grpc.cnpg_manager", "--socket", str(sidecar.socket), "wal-restore", name,
+                             str(target)]),
+                check=True, capture_output=True,
+            )  # fmt: skip
+        seconds = time.monotonic() - start
+        cpu, peak, _ = read_time_log(log)
+        sidecar_cpu, sidecar_peak = proc_cpu_and_peak(sidecar.pid)
+    finally:
+        sidecar.process.stop()
+    results.append(
+        Result("ours (prefetch)", len(names), seconds, cpu + sidecar_cpu - before, max(peak, sidecar_peak))
+    )
+    return results
+
+
+def report(title: str, runs: list[list[Result]], baseline: str) -> None:
+    print(f"\n{title}")
+    print(
+        f"{'method':<28}{'segments/s':>12}{'CPU s/segment':>15}{'peak RSS MiB':>14}{'speed vs ' + baseline:>24}"
+    )
+    methods = [r.method for r in runs[0]]
+    medians = {}
+    for method in methods:
+        rows = [r for run in runs for r in run if r.method == method]
+        medians[method] = (
+            statistics.median(r.rate for r in rows),
+            statistics.median(r.cpu / r.segments for r in rows),
+            max(r.peak_rss_mib for r in rows),
+        )
+    for method, (rate, cpu, peak) in medians.items():
+        print(f"{method:<28}{rate:>12.2f}{cpu:>15.3f}{peak:>14.0f}{rate / medians[baseline][0]:>23.1f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--segments", type=int, default=48)
+    parser.add_argument(
+        "--compression", default="lz4", choices=["gzip", "bzip2", "lz4", "zstd", "snappy", "xz"]
+    )
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--compression-level", help="for both sides, e.g. low (barman's default otherwise)")
+    args = parser.parse_args()
+    workdir = owned_by_postgres_tempdir("bcp-bench-wal-")
+    services = Path(tempfile.mkdtemp(prefix="bcp-bench-services-"))
+    moto = MotoS3.start(services)
+    try:
+        archive_runs, restore_runs = [], []
+        for run in range(args.runs):
+            archive_runs.append(
+                archive_methods(workdir, moto, args.segments, args.compression, args.compression_level, run)
+            )
+            names = _archived_names(moto, f"run{run}-a")
+            restore_runs.append(restore_methods(workdir, moto, names, args.compression, run))
+        print(
+            f"\nWAL benchmark: {args.segments} segments of 16 MiB from PostgreSQL 15, --{args.compression}, moto S3"
+        )
+        report(
+            "archive: PostgreSQL's archive_command drains the backlog",
+            archive_runs,
+            "barman-cloud-wal-archive",
+        )
+        report(
+            "restore: restore_command, one segment after the other", restore_runs, "barman-cloud-wal-restore"
+        )
+    finally:
+        moto.process.stop()
+        shutil.rmtree(services, ignore_errors=True)
+        subprocess.run(["rm", "-rf", str(workdir)], check=False)
+
+
+def _archived_names(moto: MotoS3, prefix: str) -> list[str]:
+    import boto3
+
+    s3 = boto3.client(
+        "s3", endpoint_url=moto.endpoint, aws_access_key_id=moto.access_key,
+        aws_secret_access_key=moto.secret_key, region_name=moto.region,
+    )  # fmt: skip
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=moto.bucket, Prefix=f"{prefix}/pg/wals/"):
+        keys += [item["Key"].rsplit("/", 1)[-1].split(".")[0] for item in page.get("Contents", [])]
+    return sorted(k for k in keys if len(k) == 24)
+
+
+if __name__ == "__main__":
+    main()

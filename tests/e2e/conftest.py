@@ -1,0 +1,83 @@
+"""CloudNativePG played end to end: our sidecar as a process (as the `postgres` user, like the
+sidecar and PostgreSQL share uid 26 in a Pod), PostgreSQL calling it through the instance manager's
+sequence of CNPG-I calls (plugin_grpc/cnpg_manager.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.harness.postgres import as_postgres, owned_by_postgres_tempdir
+from tests.harness.processes import ManagedProcess, tail
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = str(Path(sys.executable).with_name("barman-cloud-plugin"))
+MANAGER = f"{sys.executable} -m plugin_grpc.cnpg_manager"
+
+
+@dataclass
+class Sidecar:
+    process: ManagedProcess
+    socket: Path
+    workdir: Path
+
+    def archive_command(self) -> str:
+        return f"{MANAGER} --socket {self.socket} wal-archive %p"
+
+    def restore_command(self) -> str:
+        return f"{MANAGER} --socket {self.socket} wal-restore %f %p"
+
+    def manager(self, *args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "plugin_grpc.cnpg_manager", "--socket", str(self.socket), *args]
+        return subprocess.run(as_postgres(command), capture_output=True, text=True, timeout=120, check=False)
+
+
+def store_manifest(workdir: Path, body: str) -> Path:
+    path = workdir / "store.yaml"
+    path.write_text(body)
+    path.chmod(0o644)
+    return path
+
+
+def start_sidecar(workdir: Path, manifest: Path, role: str = "instance", server_name: str = "pg") -> Sidecar:
+    socket = workdir / "plugins" / "barman-cloud.cloudnative-pg.io"
+    command = [
+        CLI, "--log-level", "debug", role, "--socket", str(socket), "-f", str(manifest),
+        "--server-name", server_name, "--spool-dir", str(workdir / "spool"),
+    ]  # fmt: skip
+    log = workdir / f"{role}.log"
+    process = ManagedProcess(f"{role} sidecar", as_postgres(command), log, env={"PYTHONUNBUFFERED": "1"})
+    process.wait_until(lambda: socket.exists() and os.access(socket, os.F_OK), timeout=60)
+    health = [CLI, "healthcheck", "unix", "--socket", str(socket)]
+    deadline = time.monotonic() + 60
+    while subprocess.run(health, capture_output=True, check=False).returncode != 0:
+        assert time.monotonic() < deadline, tail(log)
+        time.sleep(0.1)
+    return Sidecar(process, socket, workdir)
+
+
+@pytest.fixture
+def e2e_workdir() -> Iterator[Path]:
+    path = owned_by_postgres_tempdir("bcp-e2e-")
+    yield path
+    subprocess.run(["rm", "-rf", str(path)], check=True)
+
+
+@pytest.fixture
+def sidecar_factory(e2e_workdir: Path) -> Iterator[Callable[..., Sidecar]]:
+    started: list[Sidecar] = []
+
+    def make(manifest: Path, **kwargs: str) -> Sidecar:
+        started.append(start_sidecar(e2e_workdir, manifest, **kwargs))
+        return started[-1]
+
+    yield make
+    for sidecar in started:
+        sidecar.process.stop()
