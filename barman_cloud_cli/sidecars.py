@@ -1,6 +1,7 @@
 """The instance and restore sidecars as processes.
 
-In a Pod they read the ObjectStore named by the Cluster through the Kubernetes API (issue #6).
+In a Pod they read the ObjectStores the Cluster names through the Kubernetes API (with the
+environment upstream sets: ``POD_NAME``, ``NAMESPACE``, ``SPOOL_DIRECTORY``, ``PGDATA``).
 For local runs (the quick start, benchmarks, e2e) ``-f FILE --server-name NAME`` pins them to one
 ObjectStore from a manifests file, whatever the Cluster JSON says.
 """
@@ -32,11 +33,23 @@ def run_sidecar(args: argparse.Namespace, role_name: str) -> int:
     from barman_cloud.errors import InvalidInput
     from plugin_grpc.roles import Role, assemble
     from plugin_grpc.server import PluginServer, serve_until_signalled
-    from plugin_grpc.wal_targets import StaticWalTargets, WalTargets
+    from plugin_grpc.wal_targets import KubernetesWalTargets, StaticWalTargets, WalTargets
 
     async def serve() -> None:
         targets: WalTargets | None = None
-        if args.file:
+        reader = None
+        if not args.file:
+            from plugin_grpc.kube import KubernetesReader
+
+            pod_name = os.environ.get("POD_NAME", "")
+            if not pod_name:
+                raise InvalidInput(
+                    "POD_NAME is not set",
+                    hint="the sidecar needs it to know its role; use -f FILE for local runs",
+                )
+            reader = await KubernetesReader.connect()
+            targets = KubernetesWalTargets(reader, args.spool_dir, pod_name)
+        else:
             if not args.server_name:
                 raise InvalidInput("--file needs --server-name")
             from barman_cloud.config.manifests import load_manifests
@@ -52,6 +65,8 @@ def run_sidecar(args: argparse.Namespace, role_name: str) -> int:
         finally:
             if targets is not None:
                 await targets.close()
+            if reader is not None:
+                await reader.close()
 
     asyncio.run(serve())
     return 0

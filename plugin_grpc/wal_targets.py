@@ -7,20 +7,22 @@ archive-ahead queue and one prefetch spool per destination and server name for t
 process, which is what lets the sidecar archive ahead and restore ahead at all.
 
 :class:`StaticWalTargets` serves one ObjectStore and server name whatever the Cluster says: the
-local quick start, benchmarks and tests. The Kubernetes-backed implementation reads the Cluster's
-plugin parameters and the ObjectStore (issue #6).
+local quick start, benchmarks and tests. :class:`KubernetesWalTargets` reads the Cluster's plugin
+parameters and the ObjectStores through the Kubernetes API, as the sidecar does in a Pod.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from barman_cloud.config.command_args import compression_level
 from barman_cloud.config.object_store import ObjectStore
-from barman_cloud.config.secrets import ResolvedStore
+from barman_cloud.config.secrets import ResolvedStore, resolve
+from barman_cloud.errors import InvalidInput
 from barman_cloud.format import compression
 from barman_cloud.format.keys import ServerLayout
 from barman_cloud.storage import Store
@@ -30,6 +32,9 @@ from barman_cloud.wal.archive import ArchiveSettings, WalArchiver
 from barman_cloud.wal.archive_ahead import ArchiveAhead
 from barman_cloud.wal.prefetch import Prefetcher, spool_key
 from barman_cloud.wal.restore import WalRestorer
+from plugin_grpc.kube import KubernetesReader
+from plugin_grpc.metadata import PLUGIN_NAME
+from plugin_grpc.operator_side.cluster import StoreReference, decode_object, parse_cluster
 
 
 @dataclass
@@ -82,10 +87,19 @@ class WalTarget:
         await self.store.close()
 
 
+@dataclass(frozen=True)
+class RestoreTarget:
+    target: WalTarget
+    streaming_possible: bool = False
+    """PostgreSQL can stream from a primary once the archive runs dry (a standby, or a designated
+    primary whose source has connection parameters): the end of the WAL stream is then reported
+    as OUT_OF_RANGE so that it stops polling the archive."""
+
+
 class WalTargets(Protocol):
     async def archive_target(self, cluster_definition: bytes) -> WalTarget: ...
 
-    async def restore_target(self, cluster_definition: bytes) -> WalTarget: ...
+    async def restore_target(self, cluster_definition: bytes) -> RestoreTarget: ...
 
     async def close(self) -> None: ...
 
@@ -107,8 +121,100 @@ class StaticWalTargets:
     async def archive_target(self, cluster_definition: bytes) -> WalTarget:
         return self.target
 
-    async def restore_target(self, cluster_definition: bytes) -> WalTarget:
-        return self.target
+    async def restore_target(self, cluster_definition: bytes) -> RestoreTarget:
+        return RestoreTarget(self.target)
 
     async def close(self) -> None:
         await self.target.close()
+
+
+def _fingerprint(resolved: ResolvedStore) -> tuple[object, ...]:
+    # What decides how we talk to the store; the ObjectStore's status changes after every backup
+    # and must not recreate the store and its queues.
+    return (resolved.destination, resolved.credentials, resolved.options, resolved.object_store.spec)
+
+
+def streaming_possible(cluster: Mapping[str, Any], pod_name: str, replica_source: bool) -> bool:
+    status = cluster.get("status") or {}
+    primary = status.get("currentPrimary") if isinstance(status, Mapping) else None
+    if not primary:
+        return False  # a bootstrap or recovery Job: nothing to stream from
+    if primary != pod_name:
+        return True  # a standby of this cluster
+    if not replica_source:
+        return False
+    # The designated primary of a replica cluster streams only if its source can be reached.
+    spec = cluster.get("spec") or {}
+    source = (spec.get("replica") or {}).get("source") if isinstance(spec, Mapping) else None
+    for external in spec.get("externalClusters") or [] if isinstance(spec, Mapping) else []:
+        if isinstance(external, Mapping) and external.get("name") == source:
+            return bool(external.get("connectionParameters"))
+    return False
+
+
+class KubernetesWalTargets:
+    """The ObjectStores the Cluster names, read through the Kubernetes API.
+
+    Archive: the store of the enabled ``spec.plugins[]`` entry. Restore, by the Pod's role (as
+    upstream): the current primary of a replica cluster reads its source's store; with no current
+    primary yet (bootstrap, recovery Jobs) the recovery store; otherwise (standbys) the archive.
+    """
+
+    def __init__(self, reader: KubernetesReader, spool: Path, pod_name: str) -> None:
+        self.reader = reader
+        self.spool = spool
+        self.pod_name = pod_name
+        self._targets: dict[tuple[str, str, str], tuple[tuple[object, ...], WalTarget]] = {}
+        self._lock = asyncio.Lock()
+
+    async def _target(self, namespace: str, reference: StoreReference) -> WalTarget:
+        object_store = await self.reader.get_object_store(namespace, reference.object_name)
+        resolved = await resolve(object_store, self.reader)
+        key = (namespace, reference.object_name, reference.server_name)
+        async with self._lock:
+            known = self._targets.get(key)
+            if known is not None and known[0] == _fingerprint(resolved):
+                return known[1]
+            if known is not None:
+                # The ObjectStore (or its Secrets) changed: new clients, queues drained first.
+                await known[1].close()
+            target = open_target(resolved, reference.server_name, self.spool)
+            self._targets[key] = (_fingerprint(resolved), target)
+            return target
+
+    async def archive_target(self, cluster_definition: bytes) -> WalTarget:
+        cluster = parse_cluster(cluster_definition)
+        if cluster.plugin.archive is None:
+            who = f"{cluster.identity.namespace}/{cluster.identity.name}"
+            raise InvalidInput(
+                f"Cluster {who} does not archive through this plugin",
+                hint=f"add an enabled spec.plugins[] entry named {PLUGIN_NAME} with barmanObjectName",
+            )
+        return await self._target(cluster.identity.namespace, cluster.plugin.archive)
+
+    async def restore_target(self, cluster_definition: bytes) -> RestoreTarget:
+        document = decode_object(cluster_definition, "the Cluster JSON")
+        cluster = parse_cluster(document)
+        plugin = cluster.plugin
+        status = document.get("status") or {}
+        primary = status.get("currentPrimary") if isinstance(status, Mapping) else None
+        reference: StoreReference | None
+        if primary == self.pod_name and plugin.replica_source is not None:
+            reference = plugin.replica_source
+        elif not primary:
+            reference = plugin.recovery or plugin.replica_source or plugin.archive
+        else:
+            reference = plugin.archive or plugin.replica_source
+        if reference is None:
+            who = f"{cluster.identity.namespace}/{cluster.identity.name}"
+            raise InvalidInput(
+                f"Cluster {who} names no ObjectStore to restore from",
+                hint="set barmanObjectName in spec.plugins[] or in the external cluster's plugin parameters",
+            )
+        target = await self._target(cluster.identity.namespace, reference)
+        replica = reference is plugin.replica_source
+        return RestoreTarget(target, streaming_possible(document, self.pod_name, replica))
+
+    async def close(self) -> None:
+        await asyncio.gather(*(target.close() for _, target in self._targets.values()))
+        self._targets.clear()

@@ -19,7 +19,14 @@ import shutil
 from pathlib import Path
 
 from barman_cloud.errors import BarmanCloudError, NotFound
-from barman_cloud.format.wal import DEFAULT_SEGMENT_SIZE, WalKind, WalName, next_segment
+from barman_cloud.format.wal import (
+    DEFAULT_SEGMENT_SIZE,
+    MAX_SEGMENT_SIZE,
+    MIN_SEGMENT_SIZE,
+    WalKind,
+    WalName,
+    next_segment,
+)
 from barman_cloud.wal.restore import RestoredWal, WalRestorer
 
 log = logging.getLogger(__name__)
@@ -70,7 +77,8 @@ class Prefetcher:
         else:
             result = await self.restorer.restore(wal.name, destination)
         if wal.kind is WalKind.SEGMENT and prefetch and self.depth:
-            if result.size and result.size & (result.size - 1) == 0:
+            # The real segment size (initdb --wal-segsize): a restored segment is exactly that long.
+            if MIN_SEGMENT_SIZE <= result.size <= MAX_SEGMENT_SIZE and result.size & (result.size - 1) == 0:
                 self.segment_size = result.size
             self.end_of_stream = None
             await self._forget_older_than(wal)

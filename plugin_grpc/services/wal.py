@@ -103,15 +103,21 @@ class WALService(wal_grpc.WALBase):
                 "WAL.Restore", arrives_with="the instance sidecar's configuration, issue #6"
             )
         destination = Path(request.destination_file_name)
+        name = request.source_wal_name
         try:
-            target = await self.targets.restore_target(request.cluster_definition)
+            chosen = await self.targets.restore_target(request.cluster_definition)
             if request.mode == wal_pb2.WALRestoreRequest.MODE_REWIND:
                 # pg_rewind: exactly this file, nothing prefetched or remembered.
-                await target.restorer().restore(request.source_wal_name, destination)
+                await chosen.target.restorer().restore(name, destination)
             else:
-                await target.prefetch().restore(request.source_wal_name, destination)
+                prefetcher = chosen.target.prefetch()
+                if chosen.streaming_possible and prefetcher.end_of_stream == name:
+                    # Prefetching already found this one missing: let PostgreSQL stream instead.
+                    prefetcher.end_of_stream = None
+                    raise GRPCError(Status.OUT_OF_RANGE, f"end of WAL reached: {name} is not archived yet")
+                await prefetcher.restore(name, destination)
         except BarmanCloudError as error:
-            raise _grpc_error(error, f"restoring {request.source_wal_name}") from None
+            raise _grpc_error(error, f"restoring {name}") from None
         await stream.send_message(wal_pb2.WALRestoreResult())
 
     async def Status(self, stream: Stream[wal_pb2.WALStatusRequest, wal_pb2.WALStatusResult]) -> None:

@@ -48,8 +48,21 @@ async def test_sidecar_serves_until_sigterm_then_removes_its_socket(
     role: str, expected: list[str], tmp_path: Path
 ) -> None:
     socket_path = tmp_path / PLUGIN_NAME
+    manifest = tmp_path / "store.yaml"
+    manifest.write_text(
+        "apiVersion: barmancloud.cnpg.io/v1\nkind: ObjectStore\nmetadata: {name: s}\n"
+        f"spec: {{configuration: {{destinationPath: 'file://{tmp_path}/bucket'}}}}\n"
+    )
+    local = ["-f", str(manifest), "--server-name", "pg", "--spool-dir", str(tmp_path / "spool")]
     process = await asyncio.create_subprocess_exec(
-        CLI, "--log-level", "debug", role, "--socket", str(socket_path), stderr=asyncio.subprocess.PIPE
+        CLI,
+        "--log-level",
+        "debug",
+        role,
+        "--socket",
+        str(socket_path),
+        *local,
+        stderr=asyncio.subprocess.PIPE,
     )
 
     async def healthy() -> bool:
@@ -158,3 +171,11 @@ def test_sidecar_accepts_upstreams_injected_arguments(tmp_path: Path) -> None:
     # It got past argument parsing (the manifests file is what is missing), and said what it ignored.
     assert "unrecognized arguments" not in result.stderr
     assert "cannot read" in result.stderr and "--pprof-server=0.0.0.0:6061" in result.stderr
+
+
+def test_sidecar_in_a_pod_needs_its_pod_name(tmp_path: Path) -> None:
+    environment = {k: v for k, v in os.environ.items() if k != "POD_NAME"}
+    command = [CLI, "instance", "--socket", str(tmp_path / "s")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False, env=environment)
+    assert result.returncode == 1
+    assert "POD_NAME is not set" in result.stderr
