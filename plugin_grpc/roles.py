@@ -24,6 +24,7 @@ from plugin_grpc.services.operator_service import OperatorService
 from plugin_grpc.services.reconciler import ReconcilerHooksService
 from plugin_grpc.services.restore_job import RestoreJobHooksService
 from plugin_grpc.services.wal import WALService
+from plugin_grpc.stats import SidecarStats
 from plugin_grpc.wal_targets import WalTargets
 
 ServiceType = identity_pb2.PluginCapability.Service
@@ -69,11 +70,12 @@ def assemble(
             flags=(ServiceType.TYPE_INSTANCE_SIDECAR_INJECTION,),
         )
     if role is Role.INSTANCE:
+        stats = SidecarStats()
         return Assembly(
             services=(
-                WALService(archive=True, restore=True, targets=wal_targets),
+                WALService(archive=True, restore=True, targets=wal_targets, stats=stats),
                 BackupService(),
-                MetricsService(),
+                MetricsService(wal_targets, stats),
             )
         )
     return Assembly(

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from barman_cloud.config.command_args import compression_level
-from barman_cloud.config.object_store import ObjectStore
+from barman_cloud.config.object_store import ObjectStore, RecoveryWindow
 from barman_cloud.config.secrets import ResolvedStore, resolve
 from barman_cloud.errors import InvalidInput
 from barman_cloud.format import compression
@@ -70,6 +70,9 @@ class WalTarget:
             self._archivers[pg_wal] = ArchiveAhead(archiver, pg_wal, markers, self.max_parallel)
         return self._archivers[pg_wal]
 
+    def queue_depth(self) -> int:
+        return sum(archiver.queue_depth() for archiver in self._archivers.values())
+
     def restorer(self) -> WalRestorer:
         return WalRestorer(self.store, self.layout)
 
@@ -101,6 +104,10 @@ class WalTargets(Protocol):
 
     async def restore_target(self, cluster_definition: bytes) -> RestoreTarget: ...
 
+    async def recovery_window(self, cluster_definition: bytes) -> RecoveryWindow | None:
+        """The archive store's recovery window for this server, as its status holds it now."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -123,6 +130,9 @@ class StaticWalTargets:
 
     async def restore_target(self, cluster_definition: bytes) -> RestoreTarget:
         return RestoreTarget(self.target)
+
+    async def recovery_window(self, cluster_definition: bytes) -> RecoveryWindow | None:
+        return self.target.object_store.status.server_recovery_window.get(self.target.layout.server)
 
     async def close(self) -> None:
         await self.target.close()
@@ -214,6 +224,15 @@ class KubernetesWalTargets:
         target = await self._target(cluster.identity.namespace, reference)
         replica = reference is plugin.replica_source
         return RestoreTarget(target, streaming_possible(document, self.pod_name, replica))
+
+    async def recovery_window(self, cluster_definition: bytes) -> RecoveryWindow | None:
+        cluster = parse_cluster(cluster_definition)
+        reference = cluster.plugin.archive
+        if reference is None:
+            return None
+        # Read fresh (through the short TTL cache): the status changes after every backup.
+        store = await self.reader.get_object_store(cluster.identity.namespace, reference.object_name)
+        return store.status.server_recovery_window.get(reference.server_name)
 
     async def close(self) -> None:
         await asyncio.gather(*(target.close() for _, target in self._targets.values()))

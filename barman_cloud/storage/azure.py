@@ -85,6 +85,7 @@ from barman_cloud.storage.keys import check_key
 from barman_cloud.storage.options import AzureCredentials, StoreOptions
 from barman_cloud.storage.parts import AZURE_LIMITS, part_size_for, parts_of, upload_parallel
 from barman_cloud.storage.retry import with_retries
+from barman_cloud.storage.sessions import settle_closed_connections
 
 log = logging.getLogger(__name__)
 # The SDK's HTTP logging policy logs every request's URL and headers at INFO: keep it out of our
@@ -440,6 +441,7 @@ class AzureStore:
             try:
                 if session is not None:
                     await session.close()
+                    await settle_closed_connections()
             finally:
                 if credential is not None:
                     await credential.close()

@@ -59,6 +59,7 @@ from barman_cloud.storage.keys import check_key
 from barman_cloud.storage.options import GoogleCredentials, MiB, StoreOptions
 from barman_cloud.storage.parts import GCS_LIMITS, part_size_for, parts_of
 from barman_cloud.storage.retry import backoff_delay, with_retries
+from barman_cloud.storage.sessions import settle_closed_connections
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +276,7 @@ class GCSStore:
         if self._session is not None:
             await self._session.close()
             self._session = None
+            await settle_closed_connections()
 
     # -- uploads --------------------------------------------------------------------------------------
 

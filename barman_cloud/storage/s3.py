@@ -52,6 +52,7 @@ from barman_cloud.storage.keys import check_key
 from barman_cloud.storage.options import MiB, S3Credentials, StoreOptions
 from barman_cloud.storage.parts import S3_LIMITS, part_size_for, parts_of, upload_parallel
 from barman_cloud.storage.retry import backoff_delay, with_retries
+from barman_cloud.storage.sessions import settle_closed_connections
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +249,7 @@ class S3Store:
         try:
             if context is not None:
                 await context.__aexit__(None, None, None)
+                await settle_closed_connections()
         finally:
             if self._ca_cleanup is not None:
                 self._ca_cleanup()

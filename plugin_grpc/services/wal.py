@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -25,6 +26,7 @@ from barman_cloud.errors import BarmanCloudError, Forbidden
 from barman_cloud.wal.check import check_wal_archive
 from plugin_grpc.errors import not_implemented, to_grpc_error
 from plugin_grpc.proto import identity_pb2, wal_grpc, wal_pb2
+from plugin_grpc.stats import SidecarStats
 from plugin_grpc.wal_targets import WalTargets
 
 RPC = wal_pb2.WALCapability.RPC
@@ -55,8 +57,14 @@ class WALService(wal_grpc.WALBase):
     capability: ClassVar = identity_pb2.PluginCapability.Service.TYPE_WAL_SERVICE
 
     def __init__(
-        self, *, archive: bool = True, restore: bool = True, targets: WalTargets | None = None
+        self,
+        *,
+        archive: bool = True,
+        restore: bool = True,
+        targets: WalTargets | None = None,
+        stats: SidecarStats | None = None,
     ) -> None:
+        self.stats = stats or SidecarStats()
         rpcs = [RPC.TYPE_ARCHIVE_WAL] if archive else []
         rpcs += [RPC.TYPE_RESTORE_WAL] if restore else []
         self._capabilities = wal_pb2.WALCapabilitiesResult(
@@ -78,6 +86,7 @@ class WALService(wal_grpc.WALBase):
                 "WAL.Archive", arrives_with="the instance sidecar's configuration, issue #6"
             )
         path = Path(request.source_file_name)
+        started = time.monotonic()
         try:
             target = await self.targets.archive_target(request.cluster_definition)
             marker = path.parent.parent / EMPTY_CHECK_MARKER
@@ -87,12 +96,15 @@ class WALService(wal_grpc.WALBase):
                 check = marker.exists() and not _skip_annotation(request.cluster_definition)
             if check:
                 await check_wal_archive(target.store, target.layout)
-            await target.archive_ahead(path.parent).archive(path)
+            archived = await target.archive_ahead(path.parent).archive(path)
             with contextlib.suppress(FileNotFoundError):
                 marker.unlink()
         except BarmanCloudError as error:
+            self.stats.record("archive", time.monotonic() - started, ok=False)
             log.warning("WAL archive failed", extra={"wal": path.name, "error": str(error)})
             raise _grpc_error(error, f"archiving {path.name}") from None
+        self.stats.record("archive", time.monotonic() - started, archived.size if archived else 0)
+        self.stats.archived(path.name)
         await stream.send_message(wal_pb2.WALArchiveResult())
 
     async def Restore(self, stream: Stream[wal_pb2.WALRestoreRequest, wal_pb2.WALRestoreResult]) -> None:
@@ -104,6 +116,7 @@ class WALService(wal_grpc.WALBase):
             )
         destination = Path(request.destination_file_name)
         name = request.source_wal_name
+        started = time.monotonic()
         try:
             chosen = await self.targets.restore_target(request.cluster_definition)
             if request.mode == wal_pb2.WALRestoreRequest.MODE_REWIND:
@@ -115,8 +128,10 @@ class WALService(wal_grpc.WALBase):
                     # Prefetching already found this one missing: let PostgreSQL stream instead.
                     prefetcher.end_of_stream = None
                     raise GRPCError(Status.OUT_OF_RANGE, f"end of WAL reached: {name} is not archived yet")
-                await prefetcher.restore(name, destination)
+                restored = await prefetcher.restore(name, destination)
+                self.stats.record("restore", time.monotonic() - started, restored.size)
         except BarmanCloudError as error:
+            self.stats.record("restore", time.monotonic() - started, ok=False)
             raise _grpc_error(error, f"restoring {name}") from None
         await stream.send_message(wal_pb2.WALRestoreResult())
 
