@@ -36,13 +36,14 @@ ifdef FULL
 PYTEST_FLAGS ?= --pg-versions=all --run-slow
 endif
 
-.PHONY: help venv tools demo test lint proto format clean
+.PHONY: help venv tools demo test lint proto chart format clean
 
 help:
 	@echo "make demo   - local quick start (installs what it needs)"
 	@echo "make test   - lint + the whole test suite on real services (FULL=1: full matrix)"
 	@echo "make lint   - ruff, mypy --strict, import-linter"
 	@echo "make proto  - regenerate the CNPG-I stubs from plugin_grpc/proto/*.proto"
+	@echo "make chart  - regenerate the ObjectStore CRD (crds/, chart), helm lint, chart tests"
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,7 +54,15 @@ $(INSTALLED): pyproject.toml | $(VENV)/bin/python
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-venv: $(INSTALLED)
+# Helm's Go library, for `helm lint` and the chart tests (tests/packaging). It declares Python >= 3.12
+# but works on 3.11: installed here with --ignore-requires-python, not as a pyproject dependency.
+HELM_SDKPY_VERSION := 0.1.32
+$(VENV)/.helm-sdkpy-$(HELM_SDKPY_VERSION): | $(VENV)/bin/python
+	$(PIP) install --ignore-requires-python 'helm-sdkpy==$(HELM_SDKPY_VERSION)' 2>&1 | { grep -v ' is ignored: it is neither' || true; }
+	rm -f $(VENV)/.helm-sdkpy-*
+	touch $@
+
+venv: $(INSTALLED) $(VENV)/.helm-sdkpy-$(HELM_SDKPY_VERSION)
 
 # --- external services used by the tests ------------------------------------------------------
 
@@ -101,6 +110,12 @@ format: venv
 proto: venv
 	PATH=$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -I. --python_out=. --mypy_out=quiet:. \
 		--grpclib_python_out=. $(PROTO_FILES)
+
+# The ObjectStore CRD is generated (tests/packaging/objectstore_crd.py) into crds/ and the chart;
+# then helm lint, the chart, CRD and Dockerfile tests.
+chart: venv
+	$(BIN)/python -m tests.packaging.objectstore_crd
+	$(BIN)/pytest -q tests/packaging
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .pytest_cache .ruff_cache build *.egg-info

@@ -23,6 +23,9 @@ def run_operator(args: argparse.Namespace) -> int:
         plugin_path=args.plugin_path,
         sidecar_image=args.sidecar_image,
         kubeconfig=args.kubeconfig,
+        health_probe_bind_address=args.health_probe_bind_address,
+        leader_elect=args.leader_elect,
+        metrics_bind_address=args.metrics_bind_address,
     )
     config.validate()  # refuse bad flags, TLS files or a missing SIDECAR_IMAGE before anything starts
     asyncio.run(process.run(config))
@@ -77,4 +80,4 @@ def run_demo(args: argparse.Namespace) -> int:
     """The local quick start (barman_cloud_cli/demo.py)."""
     from barman_cloud_cli import demo
 
-    return demo.run(args.log_level)
+    return demo.run(args.log_level, args.file)

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from barman_cloud import __version__, logs
 from barman_cloud.errors import BarmanCloudError
@@ -34,6 +35,39 @@ def _add_socket(parser: argparse.ArgumentParser) -> None:
 
 
 SIDECARS = ("instance", "restore")
+
+
+def _go_bool(text: str) -> bool:
+    """A Go boolean flag value (``--leader-elect=false``)."""
+    value = text.strip().lower()
+    if value in ("1", "t", "true"):
+        return True
+    if value in ("0", "f", "false"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean {text!r} (use true or false)")
+
+
+def _add_operator_controller_flags(parser: argparse.ArgumentParser) -> None:
+    """Upstream's controller-runtime flags (plugin-barman-cloud ``internal/cmd/operator``)."""
+    parser.add_argument(
+        "--health-probe-bind-address",
+        default=":8081",
+        help="address of the /healthz and /readyz probes (default :8081; 0 disables them)",
+    )
+    parser.add_argument(
+        "--leader-elect",
+        nargs="?",
+        const=True,
+        default=False,
+        type=_go_bool,
+        help="several replicas, one active controller (Kopf peering); every replica serves CNPG-I",
+    )
+    parser.add_argument(
+        "--metrics-bind-address", default="0", help="accepted for compatibility; metrics are not served (0)"
+    )
+    for flag in ("--metrics-secure", "--enable-http2"):
+        parser.add_argument(flag, nargs="?", const=True, default=None, type=_go_bool, help=argparse.SUPPRESS)
+    _add_sidecar_log_level(parser)  # upstream's Deployment passes --log-level after the sub-command
 
 
 def _add_sidecar_log_level(parser: argparse.ArgumentParser) -> None:
@@ -82,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="kubeconfig file (default: the Pod's service account, else $KUBECONFIG or ~/.kube/config)",
     )
+    _add_operator_controller_flags(operator)
 
     from barman_cloud_cli.sidecars import add_local_store_arguments
 
@@ -107,7 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_socket(unix)
     unix.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer")
 
-    commands.add_parser("demo", help="local quick start: run a sidecar and replay CloudNativePG's handshake")
+    demo = commands.add_parser(
+        "demo", help="local quick start: archive, back up and recover a local PostgreSQL through the sidecars"
+    )
+    demo.add_argument(
+        "-f", "--file", type=Path, help="an ObjectStore (and its Secrets) to use instead of a local directory"
+    )
 
     from barman_cloud_cli.backup_tools import add_backup_commands
     from barman_cloud_cli.bucket_tools import add_wal_commands

@@ -22,6 +22,11 @@ def add_local_store_arguments(parser: argparse.ArgumentParser) -> None:
     local.add_argument("--object-store", help="which ObjectStore of the file (when it holds several)")
     local.add_argument("--server-name", help="server name in the bucket (required with --file)")
     parser.add_argument(
+        "--postgres-conninfo",
+        default=None,
+        help="libpq connection string for base backups (default: libpq's PG* environment variables)",
+    )
+    parser.add_argument(
         "--spool-dir",
         type=Path,
         default=Path(os.environ.get("SPOOL_DIRECTORY", DEFAULT_SPOOL)),
@@ -33,10 +38,12 @@ def run_sidecar(args: argparse.Namespace, role_name: str) -> int:
     from barman_cloud.errors import InvalidInput
     from plugin_grpc.roles import Role, assemble
     from plugin_grpc.server import PluginServer, serve_until_signalled
+    from plugin_grpc.status_writer import KubernetesStatus, StatusWriter
     from plugin_grpc.wal_targets import KubernetesWalTargets, StaticWalTargets, WalTargets
 
     async def serve() -> None:
         targets: WalTargets | None = None
+        status: StatusWriter | None = None
         reader = None
         if not args.file:
             from plugin_grpc.kube import KubernetesReader
@@ -49,6 +56,7 @@ def run_sidecar(args: argparse.Namespace, role_name: str) -> int:
                 )
             reader = await KubernetesReader.connect()
             targets = KubernetesWalTargets(reader, args.spool_dir, pod_name)
+            status = KubernetesStatus(reader)
         else:
             if not args.server_name:
                 raise InvalidInput("--file needs --server-name")
@@ -58,7 +66,10 @@ def run_sidecar(args: argparse.Namespace, role_name: str) -> int:
             manifests = load_manifests(args.file)
             resolved = await resolve(manifests.object_store(args.object_store), manifests)
             targets = StaticWalTargets(resolved, args.server_name, args.spool_dir)
-        server = PluginServer(assemble(Role(role_name), wal_targets=targets))
+        assembly = assemble(
+            Role(role_name), wal_targets=targets, status=status, postgres_conninfo=args.postgres_conninfo
+        )
+        server = PluginServer(assembly)
         try:
             await server.start_unix(args.socket)
             await serve_until_signalled(server)

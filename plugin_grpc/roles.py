@@ -25,6 +25,7 @@ from plugin_grpc.services.reconciler import ReconcilerHooksService
 from plugin_grpc.services.restore_job import RestoreJobHooksService
 from plugin_grpc.services.wal import WALService
 from plugin_grpc.stats import SidecarStats
+from plugin_grpc.status_writer import StatusWriter
 from plugin_grpc.wal_targets import WalTargets
 
 ServiceType = identity_pb2.PluginCapability.Service
@@ -49,11 +50,18 @@ class Assembly:
 
 
 def assemble(
-    role: Role, operator_side: OperatorSide | None = None, wal_targets: WalTargets | None = None
+    role: Role,
+    operator_side: OperatorSide | None = None,
+    wal_targets: WalTargets | None = None,
+    *,
+    status: StatusWriter | None = None,
+    postgres_conninfo: str | None = None,
 ) -> Assembly:
     """A fresh set of service instances for ``role``.
 
-    ``wal_targets`` tells the sidecars' WAL service where to archive and restore.
+    ``wal_targets`` tells the sidecars where to archive, restore and back up; ``status`` writes
+    the ObjectStore's recovery window; ``postgres_conninfo`` reaches PostgreSQL for backups
+    (None: libpq's environment).
 
     ``operator_side`` (sidecar image, Kubernetes client) is what the operator role's hooks work
     with; without it they answer FAILED_PRECONDITION, which is enough for handshake tests.
@@ -74,10 +82,13 @@ def assemble(
         return Assembly(
             services=(
                 WALService(archive=True, restore=True, targets=wal_targets, stats=stats),
-                BackupService(),
+                BackupService(wal_targets, stats=stats, status=status, postgres_conninfo=postgres_conninfo),
                 MetricsService(wal_targets, stats),
             )
         )
     return Assembly(
-        services=(RestoreJobHooksService(), WALService(archive=False, restore=True, targets=wal_targets))
+        services=(
+            RestoreJobHooksService(wal_targets),
+            WALService(archive=False, restore=True, targets=wal_targets),
+        )
     )

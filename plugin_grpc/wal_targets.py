@@ -108,6 +108,13 @@ class WalTargets(Protocol):
         """The archive store's recovery window for this server, as its status holds it now."""
         ...
 
+    async def backup_store(
+        self, cluster_definition: bytes, object_name: str | None
+    ) -> tuple[ResolvedStore, str]:
+        """The ObjectStore a base backup goes to, resolved, and the server name: the archive
+        store, or ``object_name`` (the Backup's ``barmanObjectName`` parameter, upstream #611)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -123,6 +130,7 @@ class StaticWalTargets:
     """Always the same ObjectStore and server name."""
 
     def __init__(self, resolved: ResolvedStore, server_name: str, spool: Path) -> None:
+        self.resolved = resolved
         self.target = open_target(resolved, server_name, spool)
 
     async def archive_target(self, cluster_definition: bytes) -> WalTarget:
@@ -133,6 +141,16 @@ class StaticWalTargets:
 
     async def recovery_window(self, cluster_definition: bytes) -> RecoveryWindow | None:
         return self.target.object_store.status.server_recovery_window.get(self.target.layout.server)
+
+    async def backup_store(
+        self, cluster_definition: bytes, object_name: str | None
+    ) -> tuple[ResolvedStore, str]:
+        if object_name and object_name != self.resolved.object_store.name:
+            raise InvalidInput(
+                f"this sidecar serves only ObjectStore {self.resolved.object_store.name}, not {object_name}",
+                hint="local runs use the ObjectStore of their --file",
+            )
+        return self.resolved, self.target.layout.server
 
     async def close(self) -> None:
         await self.target.close()
@@ -233,6 +251,22 @@ class KubernetesWalTargets:
         # Read fresh (through the short TTL cache): the status changes after every backup.
         store = await self.reader.get_object_store(cluster.identity.namespace, reference.object_name)
         return store.status.server_recovery_window.get(reference.server_name)
+
+    async def backup_store(
+        self, cluster_definition: bytes, object_name: str | None
+    ) -> tuple[ResolvedStore, str]:
+        cluster = parse_cluster(cluster_definition)
+        reference = cluster.plugin.archive
+        if reference is None:
+            who = f"{cluster.identity.namespace}/{cluster.identity.name}"
+            raise InvalidInput(
+                f"Cluster {who} has no ObjectStore to back up to",
+                hint=f"add barmanObjectName to its spec.plugins[] entry named {PLUGIN_NAME}",
+            )
+        store = await self.reader.get_object_store(
+            cluster.identity.namespace, object_name or reference.object_name
+        )
+        return await resolve(store, self.reader), reference.server_name
 
     async def close(self) -> None:
         await asyncio.gather(*(target.close() for _, target in self._targets.values()))

@@ -5,7 +5,8 @@ them with it), bound to the Cluster's ServiceAccount (``<cluster>``, which Cloud
 for its Pods). The Role grants, on the named objects only:
 
 1. ``barmancloud.cnpg.io`` ``objectstores``: get, watch, list;
-2. ``barmancloud.cnpg.io`` ``objectstores/status``: update (the sidecar writes the recovery window);
+2. ``barmancloud.cnpg.io`` ``objectstores/status``: patch, update (the sidecar merge-patches the
+   recovery window);
 3. core ``secrets``: get, watch, list, on every Secret the ObjectStores reference, ``endpointCA``
    included because our sidecar reads it through the API.
 
@@ -104,7 +105,7 @@ def role_rules(stores: Iterable[ObjectStore]) -> list[dict[str, Any]]:
              "resourceNames": names}
         )  # fmt: skip
         rules.append(
-            {"apiGroups": [GROUP], "resources": ["objectstores/status"], "verbs": ["update"],
+            {"apiGroups": [GROUP], "resources": ["objectstores/status"], "verbs": ["patch", "update"],
              "resourceNames": names}
         )  # fmt: skip
     if secrets := secret_names(stores):

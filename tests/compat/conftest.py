@@ -156,3 +156,19 @@ async def shared_bucket(request: pytest.FixtureRequest, tmp_path: Path) -> Async
         )
     finally:
         await store.close()
+
+
+async def provider_manifest(request: pytest.FixtureRequest, provider: str, prefix: str) -> tuple[str, str]:
+    """A destination on ``provider``'s emulator (or a directory) and the ObjectStore manifest, with
+    its Secrets, a user would apply for it."""
+    if provider == "s3":
+        destination, _, _, manifest = _s3(request.getfixturevalue("moto_s3"), prefix)
+    elif provider == "azure":
+        azurite = request.getfixturevalue("azurite")
+        await _ensure_container(azurite)
+        destination, _, _, manifest = _azure(azurite, prefix)
+    elif provider == "gcs":
+        destination, _, _, manifest = _gcs(request.getfixturevalue("fake_gcs"), prefix)
+    else:
+        raise ValueError(f"unknown provider {provider}")
+    return destination, manifest

@@ -46,14 +46,26 @@ def store_manifest(workdir: Path, body: str) -> Path:
     return path
 
 
-def start_sidecar(workdir: Path, manifest: Path, role: str = "instance", server_name: str = "pg") -> Sidecar:
-    socket = workdir / "plugins" / "barman-cloud.cloudnative-pg.io"
+def start_sidecar(
+    workdir: Path,
+    manifest: Path,
+    role: str = "instance",
+    server_name: str = "pg",
+    postgres_conninfo: str | None = None,
+    pgdata: str | None = None,
+) -> Sidecar:
+    socket = workdir / f"plugins-{role}" / "barman-cloud.cloudnative-pg.io"
     command = [
         CLI, "--log-level", "debug", role, "--socket", str(socket), "-f", str(manifest),
-        "--server-name", server_name, "--spool-dir", str(workdir / "spool"),
+        "--server-name", server_name, "--spool-dir", str(workdir / f"spool-{role}"),
     ]  # fmt: skip
+    if postgres_conninfo:
+        command += ["--postgres-conninfo", postgres_conninfo]
+    environment = {"PYTHONUNBUFFERED": "1", **({"PGDATA": pgdata} if pgdata else {})}
     log = workdir / f"{role}.log"
-    process = ManagedProcess(f"{role} sidecar", as_postgres(command), log, env={"PYTHONUNBUFFERED": "1"})
+    process = ManagedProcess(
+        f"{role} sidecar", as_postgres(["env", *(f"{k}={v}" for k, v in environment.items()), *command]), log
+    )
     process.wait_until(lambda: socket.exists() and os.access(socket, os.F_OK), timeout=60)
     health = [CLI, "healthcheck", "unix", "--socket", str(socket)]
     deadline = time.monotonic() + 60
@@ -74,8 +86,8 @@ def e2e_workdir() -> Iterator[Path]:
 def sidecar_factory(e2e_workdir: Path) -> Iterator[Callable[..., Sidecar]]:
     started: list[Sidecar] = []
 
-    def make(manifest: Path, **kwargs: str) -> Sidecar:
-        started.append(start_sidecar(e2e_workdir, manifest, **kwargs))
+    def make(manifest: Path, **kwargs: str | None) -> Sidecar:
+        started.append(start_sidecar(e2e_workdir, manifest, **kwargs))  # type: ignore[arg-type]
         return started[-1]
 
     yield make

@@ -4,6 +4,7 @@ emulators never mix their objects."""
 
 from __future__ import annotations
 
+import gc
 import importlib
 import uuid
 from collections.abc import AsyncIterator
@@ -23,6 +24,9 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
         yield opened
     finally:
         await opened.close()
+        # Finalise what the test left for the garbage collector now, inside this test, rather
+        # than at a random moment of a later one.
+        gc.collect()
 
 
 @pytest.fixture

@@ -62,7 +62,7 @@ def _store_rules(*names: str) -> list[dict[str, Any]]:
     return [
         {"apiGroups": group, "resources": ["objectstores"], "verbs": ["get", "watch", "list"],
          "resourceNames": list(names)},
-        {"apiGroups": group, "resources": ["objectstores/status"], "verbs": ["update"],
+        {"apiGroups": group, "resources": ["objectstores/status"], "verbs": ["patch", "update"],
          "resourceNames": list(names)},
     ]  # fmt: skip
 
