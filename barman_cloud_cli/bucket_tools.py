@@ -158,7 +158,13 @@ async def _check(args: argparse.Namespace, target: Target) -> int:
     return EXIT_OK
 
 
-def _run(args: argparse.Namespace, body: Callable[[argparse.Namespace, Target], Awaitable[int]]) -> int:
+def run_tool(
+    args: argparse.Namespace,
+    body: Callable[[argparse.Namespace, Target], Awaitable[int]],
+    exit_code_of: Callable[[errors.BarmanCloudError], int] = exit_code,
+) -> int:
+    """Open the target store, run ``body``, close everything; errors become a message and a code."""
+
     async def main() -> int:
         async with AsyncExitStack() as stack:
             return await body(args, await open_target(args, stack))
@@ -167,16 +173,16 @@ def _run(args: argparse.Namespace, body: Callable[[argparse.Namespace, Target], 
         return asyncio.run(main())
     except errors.BarmanCloudError as error:
         print(f"barman-cloud-plugin {args.command}: {error}", file=sys.stderr)
-        return exit_code(error)
+        return exit_code_of(error)
 
 
 def run_wal_archive(args: argparse.Namespace) -> int:
-    return _run(args, _archive)
+    return run_tool(args, _archive)
 
 
 def run_wal_restore(args: argparse.Namespace) -> int:
-    return _run(args, _restore)
+    return run_tool(args, _restore)
 
 
 def run_check_wal_archive(args: argparse.Namespace) -> int:
-    return _run(args, _check)
+    return run_tool(args, _check)

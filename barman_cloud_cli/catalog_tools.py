@@ -16,16 +16,14 @@ backup, no backup for the target), 2 the store cannot be reached or refused the 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import shlex
 import sys
 from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from barman_cloud import errors
-from barman_cloud_cli.bucket_tools import Target, add_source_arguments, exit_code, open_target
+from barman_cloud_cli.bucket_tools import Target, add_source_arguments, exit_code, run_tool
 
 if TYPE_CHECKING:
     from barman_cloud.catalog.listing import Catalog
@@ -43,15 +41,7 @@ def _exit_code(error: BaseException) -> int:
 
 
 def _run(args: argparse.Namespace, body: Callable[[argparse.Namespace, Target], Awaitable[int]]) -> int:
-    async def main() -> int:
-        async with AsyncExitStack() as stack:
-            return await body(args, await open_target(args, stack))
-
-    try:
-        return asyncio.run(main())
-    except errors.BarmanCloudError as error:
-        print(f"barman-cloud-plugin {args.command}: {error}", file=sys.stderr)
-        return _exit_code(error)
+    return run_tool(args, body, _exit_code)
 
 
 # -- restore ------------------------------------------------------------------------------------
