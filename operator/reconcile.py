@@ -26,12 +26,12 @@ from typing import Any
 
 from barman_cloud.config.object_store import ConfigurationError, ObjectStore, RetentionPolicy
 from barman_cloud.errors import BarmanCloudError, InvalidInput, NotFound
-from barman_cloud_operator import conditions, events, maintenance
+from barman_cloud_operator import conditions, maintenance
 from barman_cloud_operator.conditions import BACKUPS_ON_SCHEDULE, READY, RETENTION_APPLIED, Condition
 from barman_cloud_operator.context import NOT_READY_RECHECK, ControllerContext, StoreState
 from barman_cloud_operator.freshness import Freshness, assess, is_ours, parse_scheduled_backup
 from barman_cloud_operator.store_checks import StoreCheck, check_store
-from plugin_grpc.operator_side import rbac
+from plugin_grpc.operator_side import events, rbac
 from plugin_grpc.operator_side.cluster import Cluster, parse_cluster
 
 log = logging.getLogger(__name__)

@@ -18,11 +18,11 @@ from typing import Any
 import kopf
 
 from barman_cloud.errors import BarmanCloudError
-from barman_cloud_operator import events
 from barman_cloud_operator.context import ControllerContext, ScheduledBackupSeen
 from barman_cloud_operator.freshness import is_ours
 from barman_cloud_operator.reconcile import CNPG_API_VERSION, subject_of
 from barman_cloud_operator.scheduled_backups import validate
+from plugin_grpc.operator_side import events
 
 log = logging.getLogger(__name__)
 
