@@ -85,6 +85,18 @@ def add_restore_tool_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-wal-check", action="store_true", help="do not check that the backup's first WAL is archived"
     )
+    archiving = parser.add_mutually_exclusive_group()
+    archiving.add_argument(
+        "--archive-command",
+        default="false",
+        help="archive_command of the restored server (default 'false', as barman recover: the source's "
+        "command would archive the new timeline into the source's archive)",
+    )
+    archiving.add_argument(
+        "--keep-archive-command",
+        action="store_true",
+        help="leave the archive_command the backup carried over from the source",
+    )
 
 
 def _tablespace_map(rules: list[str]) -> dict[str, Path]:
@@ -146,12 +158,18 @@ async def _restore(args: argparse.Namespace, target: Target) -> int:
         jobs=jobs,
         tablespace_map=_tablespace_map(args.tablespace),
         check_wal=not args.no_wal_check,
+        archive_command=None if args.keep_archive_command else args.archive_command,
     )
     print(f"restored backup {result.backup_id} into {result.destination}")
     for oid, location in sorted(result.tablespaces.items()):
         print(f"  tablespace {oid} -> {location}")
     if result.cleaned_previous_attempt:
         print("(what an interrupted attempt had left there was removed first)")
+    if not args.keep_archive_command:
+        print(
+            f"archive_command set to {args.archive_command!r} in postgresql.auto.conf: "
+            "give the restored server its own archive before it writes WAL you want to keep"
+        )
     print("start PostgreSQL on it to recover")
     return 0
 

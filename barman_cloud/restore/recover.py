@@ -68,6 +68,7 @@ async def prepare_recovery(
     jobs: int = 4,
     tablespace_map: Mapping[str, Path] | None = None,
     check_wal: bool = True,
+    archive_command: str | None = None,
 ) -> RestoreResult:
     """Choose, check, restore and configure; ``backup`` None or ``latest`` lets the target choose."""
     target = target or RecoveryTarget()
@@ -80,7 +81,10 @@ async def prepare_recovery(
     if check_wal:
         await check_first_wal(store, layout, chosen)
     config = RecoveryConfig(
-        restore_command, target, comment=f"barman-cloud-plugin restore of {chosen.backup_id}"
+        restore_command,
+        target,
+        comment=f"barman-cloud-plugin restore of {chosen.backup_id}",
+        archive_command=archive_command,
     )
     return await restore_backup(
         store,

@@ -6,6 +6,11 @@ restored file carried over from the source (a source that was itself restored wo
 pass on its stale targets, and two different target kinds make PostgreSQL refuse to start).
 ``recovery.signal`` is created and ``standby.signal`` removed, so that starting PostgreSQL on the
 directory performs a targeted recovery with no other step. Files get the data directory's owner.
+
+``archive_command`` can be replaced too (the tools set it to ``false``, as ``barman recover``
+does): the restored configuration still carries the source's command, and a server promoted at
+its target would otherwise archive its new timeline into the source's archive. In a CloudNativePG
+Pod the instance manager writes the configuration, so the restore sidecar leaves it alone.
 """
 
 from __future__ import annotations
@@ -45,16 +50,27 @@ class RecoveryConfig:
     """The shell command PostgreSQL runs to fetch a WAL file (``%f``, ``%p``)."""
     target: RecoveryTarget = field(default_factory=RecoveryTarget)
     comment: str = "barman-cloud-plugin restore"
+    archive_command: str | None = None
+    """Replaces the restored ``archive_command`` when set (``false``: archive nothing)."""
 
 
 def quote(value: str) -> str:
-    """A configuration-file string literal."""
+    """A configuration-file string literal; a line break or NUL would end it early (and let the
+    rest of the value become a setting of its own), so they are refused."""
+    if any(c in value for c in "\n\r\x00"):
+        raise InvalidInput(
+            f"{value[:80]!r} cannot be written to the PostgreSQL configuration: it contains a line break "
+            "or NUL",
+            hint="remove it from the recovery target or command",
+        )
     return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def settings(config: RecoveryConfig) -> dict[str, str]:
     target = config.target
     values: dict[str, str] = {"restore_command": config.restore_command}
+    if config.archive_command is not None:
+        values["archive_command"] = config.archive_command
     if target.time is not None:
         values["recovery_target_time"] = target.time.isoformat(sep=" ")
     if target.lsn is not None:
@@ -101,11 +117,12 @@ def write_recovery_config(datadir: Path, config: RecoveryConfig, version: int | 
         )
     owner = _owner(datadir)
     auto_conf = datadir / AUTO_CONF
+    managed = MANAGED | ({"archive_command"} if config.archive_command is not None else set())
     kept: list[str] = []
     if auto_conf.exists():
         for line in auto_conf.read_text(encoding="utf-8").splitlines():
             match = _SETTING.match(line)
-            if match and match.group(1).lower() in MANAGED:
+            if match and match.group(1).lower() in managed:
                 continue
             kept.append(line)
     if not kept:

@@ -118,6 +118,11 @@ def test_postgres_stops_at_the_target(source: Source, restore_root: Path, kind: 
     result = restore(source, restore_root, "latest", str(restore_root / "data"), *target.args)
     assert result.returncode == 0, result.stderr
     assert f"restored backup {source.backup_id}" in result.stdout
+    # The source's archive_command came back with the backup: promoted at its target, the restored
+    # server would archive its new timeline into the source's archive.
+    assert "archive_command set to 'false'" in result.stdout
+    auto_conf = (restore_root / "data/postgresql.auto.conf").read_text().splitlines()
+    assert [line for line in auto_conf if line.startswith("archive_command")] == ["archive_command = 'false'"]
     log = pitr.recover_and_check(
         source.version, restore_root / "data", target, source.workload.tablespace_rows
     )

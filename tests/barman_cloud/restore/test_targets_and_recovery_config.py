@@ -127,3 +127,20 @@ def test_recovery_configuration(tmp_path: Path) -> None:
     assert "recovery_target" not in (tmp_path / "postgresql.auto.conf").read_text()
     with pytest.raises(InvalidInput, match=r"recovery\.conf"):
         write_recovery_config(tmp_path, RecoveryConfig("true"), 110000)
+
+
+def test_archive_command_is_replaced_only_when_asked(tmp_path: Path) -> None:
+    """The tools disable the source's archive_command (a promoted restore would archive its new
+    timeline into the source's archive); the restore sidecar leaves it to the instance manager."""
+    (tmp_path / "postgresql.auto.conf").write_text(
+        "archive_command = 'barman-cloud-wal-archive s3://source/ pg %p'\n"
+    )
+    write_recovery_config(tmp_path, RecoveryConfig("true"), 170000)
+    assert (
+        "archive_command = 'barman-cloud-wal-archive s3://source/ pg %p'"
+        in (tmp_path / "postgresql.auto.conf").read_text().splitlines()
+    )
+
+    write_recovery_config(tmp_path, RecoveryConfig("true", archive_command="false"), 170000)
+    lines = (tmp_path / "postgresql.auto.conf").read_text().splitlines()
+    assert [line for line in lines if line.startswith("archive_command")] == ["archive_command = 'false'"]
