@@ -27,6 +27,7 @@ import aiohttp
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from plugin_grpc.kube import CNPG_GROUP, CNPG_VERSION
 from plugin_grpc.kube import GROUP as STORE_GROUP
 from plugin_grpc.kube import PLURAL as STORE_PLURAL
 from plugin_grpc.kube import VERSION as STORE_VERSION
@@ -34,8 +35,6 @@ from plugin_grpc.operator_side.api_errors import from_api_exception, from_transp
 
 log = logging.getLogger(__name__)
 
-CNPG_GROUP = "postgresql.cnpg.io"
-CNPG_VERSION = "v1"
 PEERING_GROUP = "kopf.dev"
 PEERING_VERSION = "v1"
 PEERING_PLURAL = "clusterkopfpeerings"

@@ -31,13 +31,14 @@ from barman_cloud_operator.conditions import BACKUPS_ON_SCHEDULE, READY, RETENTI
 from barman_cloud_operator.context import NOT_READY_RECHECK, ControllerContext, StoreState
 from barman_cloud_operator.freshness import Freshness, assess, is_ours, parse_scheduled_backup
 from barman_cloud_operator.store_checks import StoreCheck, check_store
+from plugin_grpc.kube import CNPG_GROUP, CNPG_VERSION
 from plugin_grpc.operator_side import events, rbac
 from plugin_grpc.operator_side.cluster import Cluster, parse_cluster
 
 log = logging.getLogger(__name__)
 
 STORE_API_VERSION = "barmancloud.cnpg.io/v1"
-CNPG_API_VERSION = "postgresql.cnpg.io/v1"
+CNPG_API_VERSION = f"{CNPG_GROUP}/{CNPG_VERSION}"
 
 
 def subject_of(document: Mapping[str, Any], api_version: str, kind: str) -> events.Subject:

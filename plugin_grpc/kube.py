@@ -5,6 +5,7 @@ few hundred milliseconds does not cost two API round trips each time."""
 from __future__ import annotations
 
 import base64
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -18,6 +19,11 @@ from barman_cloud.errors import BarmanCloudError, Forbidden, NotFound, Unavailab
 GROUP = "barmancloud.cnpg.io"
 VERSION = "v1"
 PLURAL = "objectstores"
+
+# CloudNativePG's own API (Cluster, Backup, ScheduledBackup): another group for forks of CNPG, named
+# by the same variables upstream reads (the chart sets them from rbac.cnpgGroup).
+CNPG_GROUP = os.environ.get("CUSTOM_CNPG_GROUP") or "postgresql.cnpg.io"
+CNPG_VERSION = os.environ.get("CUSTOM_CNPG_VERSION") or "v1"
 DEFAULT_TTL = 10.0
 
 

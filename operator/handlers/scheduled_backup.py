@@ -22,12 +22,13 @@ from barman_cloud_operator.context import ControllerContext, ScheduledBackupSeen
 from barman_cloud_operator.freshness import is_ours
 from barman_cloud_operator.reconcile import CNPG_API_VERSION, subject_of
 from barman_cloud_operator.scheduled_backups import validate
+from plugin_grpc.kube import CNPG_GROUP, CNPG_VERSION
 from plugin_grpc.operator_side import events
 
 log = logging.getLogger(__name__)
 
-GROUP = "postgresql.cnpg.io"
-VERSION = "v1"
+GROUP = CNPG_GROUP
+VERSION = CNPG_VERSION
 PLURAL = "scheduledbackups"
 
 

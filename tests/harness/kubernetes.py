@@ -45,9 +45,13 @@ RESOURCES: dict[str, tuple[str, bool, bool]] = {
     "v1/namespaces": ("Namespace", False, False),
     "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False, False),
     "kopf.dev/v1/clusterkopfpeerings": ("ClusterKopfPeering", False, False),
+    # A fork of CloudNativePG under its own API group (CUSTOM_CNPG_GROUP).
+    "postgresql.example.com/v1/clusters": ("Cluster", True, True),
+    "postgresql.example.com/v1/scheduledbackups": ("ScheduledBackup", True, True),
+    "postgresql.example.com/v1/backups": ("Backup", True, True),
 }
 VERBS = ["get", "list", "watch", "create", "patch", "update", "delete"]
-CUSTOM_GROUPS = ("barmancloud.cnpg.io", "postgresql.cnpg.io", "kopf.dev")
+CUSTOM_GROUPS = ("barmancloud.cnpg.io", "postgresql.cnpg.io", "postgresql.example.com", "kopf.dev")
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

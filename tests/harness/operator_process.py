@@ -23,8 +23,17 @@ T = TypeVar("T")
 class OperatorProcess:
     """One replica: unix-socket CNPG-I endpoint in its own directory, probes on a free port."""
 
-    def __init__(self, workdir: Path, kubeconfig: Path, *, name: str, leader_elect: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        kubeconfig: Path,
+        *,
+        name: str,
+        leader_elect: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
+        self.extra_env = env or {}
         self.workdir = workdir / name
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.kubeconfig = kubeconfig
@@ -59,6 +68,7 @@ class OperatorProcess:
             "SIDECAR_IMAGE": SIDECAR_IMAGE,
             "KUBECONFIG": str(self.kubeconfig),
             "POD_NAME": self.name,
+            **self.extra_env,
         }
 
     async def start(self) -> None:

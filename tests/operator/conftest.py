@@ -142,8 +142,12 @@ class Operators:
     kubeconfig: Path
     started: list[OperatorProcess] = field(default_factory=list)
 
-    async def start(self, name: str = "operator-a", *, leader_elect: bool = False) -> OperatorProcess:
-        process = OperatorProcess(self.workdir, self.kubeconfig, name=name, leader_elect=leader_elect)
+    async def start(
+        self, name: str = "operator-a", *, leader_elect: bool = False, env: dict[str, str] | None = None
+    ) -> OperatorProcess:
+        process = OperatorProcess(
+            self.workdir, self.kubeconfig, name=name, leader_elect=leader_elect, env=env
+        )
         self.started.append(process)
         await process.start()
         return process

@@ -141,3 +141,33 @@ async def test_backups_on_schedule_flips_when_backups_stop(
         assert api.all(BACKUPS) == []  # CloudNativePG creates Backups, never this operator
     finally:
         await store.close()
+
+
+async def test_a_fork_of_cloudnative_pg_under_its_own_api_group(
+    api: Api, operators: Operators, moto_s3: MotoS3
+) -> None:
+    """``CUSTOM_CNPG_GROUP`` (what the chart sets from ``rbac.cnpgGroup``): the operator watches the
+    fork's ScheduledBackups, reads its Clusters and addresses Events to them; CloudNativePG's own
+    group is not watched then."""
+    fork = "postgresql.example.com"
+    prefix = f"fork-{uuid.uuid4().hex[:8]}"
+    await api.create(SECRETS, aws_secret(moto_s3))
+    await api.create(OBJECT_STORES, s3_store("forked", moto_s3, prefix))
+    await api.create(f"{fork}/v1/clusters", {**cluster("pg-fork", "forked"), "apiVersion": f"{fork}/v1"})
+    await api.create(
+        f"{fork}/v1/scheduledbackups",
+        {**scheduled_backup("fork-daily", "pg-fork", "@daily"), "apiVersion": f"{fork}/v1"},
+    )
+    await api.create(SCHEDULED_BACKUPS, scheduled_backup("upstream-daily", "pg-fork", "@daily"))
+
+    operator = await operators.start(env={"CUSTOM_CNPG_GROUP": fork})
+    validated = await eventually(
+        lambda: api.event("ScheduledBackup", "fork-daily", "Validated"),
+        what="Validated event on the fork's ScheduledBackup",
+        processes=(operator,),
+    )
+    assert validated["involvedObject"]["apiVersion"] == f"{fork}/v1"
+    assert "ObjectStore forked" in validated["message"]
+    # The same kind under CloudNativePG's group names a Cluster that only exists in the fork's group:
+    # watched, it would get a ClusterNotFound Warning. Nothing is said about it.
+    assert api.events("ScheduledBackup", "upstream-daily") == []

@@ -160,6 +160,7 @@ def test_operator_environment_and_identity(default: helm.Release) -> None:
     assert image == f"barman-cloud-plugin:{barman_cloud.__version__}"
     assert variables["SIDECAR_IMAGE"] == image  # one image for the operator and the sidecars
     assert variables["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}  # identity among the peers
+    assert variables["CUSTOM_CNPG_GROUP"] == "postgresql.cnpg.io"
 
 
 def test_probes_use_the_health_endpoint_the_operator_binds(default: helm.Release) -> None:
@@ -292,6 +293,7 @@ def test_cnpg_group_is_configurable_for_forks() -> None:
     groups = {g for rule in rules(release) for g in rule["apiGroups"]}
     assert "postgresql.example.com" in groups
     assert "postgresql.cnpg.io" not in groups
+    assert env(release)["CUSTOM_CNPG_GROUP"] == "postgresql.example.com"  # what the operator watches
     assert {"clusters/finalizers", "backups"} <= {
         r
         for rule in rules(release)
