@@ -27,7 +27,11 @@ FAST_CODECS_ELSEWHERE = ("gzip", "lz4")
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A conftest's collection hook sees the whole session's items: only this folder's are ours.
+    here = Path(__file__).parent
     for item in items:
+        if here not in item.path.parents:
+            continue
         params = getattr(item, "callspec", None)
         if params is None or "codec" not in params.params or params.params.get("shared_bucket") == "s3":
             continue
