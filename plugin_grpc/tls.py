@@ -47,6 +47,10 @@ def build_server_context(files: ServerTLSFiles) -> ssl.SSLContext:
     context.verify_mode = ssl.CERT_REQUIRED
     context.load_cert_chain(files.server_cert, files.server_key)
     context.load_verify_locations(cafile=files.client_ca)
+    # The "client CA" is what CloudNativePG's client Secret holds in tls.crt: its own certificate,
+    # self-signed with the chart's default Issuer, but a leaf issued by a CA otherwise. Go (upstream)
+    # trusts any certificate of the pool as an anchor; OpenSSL only self-signed roots unless told.
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     context.set_alpn_protocols(["h2"])
     return context
 

@@ -91,6 +91,21 @@ async def test_client_certificate_from_another_ca_is_refused(serve: Serve, pki: 
     assert calls == []
 
 
+async def test_client_certificate_pinned_by_the_client_secret_is_accepted(
+    serve: Serve, pki: PKI, tmp_path: Path
+) -> None:
+    """With a CA Issuer, the client Secret's ``tls.crt`` (the operator's --client-cert) is a leaf,
+    not a root: that exact certificate is trusted, another leaf of the same CA is not."""
+    files = pki.server_files()
+    _replace(files.client_ca, pki.client.cert.read_bytes())
+    _, _, port = await _started(serve, files)
+    client = pki.client
+    assert await _handshake(port, operator_client_context(client.cert, client.key, pki.server_ca.cert_path))
+    sibling = pki.client_ca.issue("sibling", "another-client", server=False)
+    with pytest.raises(REFUSED):
+        await _handshake(port, _client(sibling.cert, sibling.key, pki.server_ca.cert_path))
+
+
 async def test_tls12_client_is_refused(serve: Serve, pki: PKI) -> None:
     _, calls, port = await _started(serve, pki.server_files())
     with pytest.raises(REFUSED):
