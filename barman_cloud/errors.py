@@ -41,3 +41,9 @@ class FailedPrecondition(BarmanCloudError):
 
 class Forbidden(FailedPrecondition):
     """The credentials were refused, or lack a permission the operation needs."""
+
+
+class Corrupt(BarmanCloudError):
+    """An object's bytes do not match the checksum recorded when it was written, or its content
+    cannot be what its name says (a truncated archive, a WAL segment of another cluster).
+    Retrying will not help: the object itself is damaged (gRPC ``DATA_LOSS``)."""

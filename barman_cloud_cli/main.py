@@ -18,13 +18,6 @@ from barman_cloud import __version__, logs
 from barman_cloud.errors import BarmanCloudError
 from plugin_grpc.metadata import DEFAULT_PLUGIN_DIR, DEFAULT_SOCKET_PATH
 
-EXIT_NOT_IMPLEMENTED = 3
-
-# Sub-commands that exist so that their names are stable, filled in by later issues.
-PENDING: dict[tuple[str, ...], str] = {
-    ("verify",): "integrity checks, issue #10",
-}
-
 
 def _add_socket(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -151,31 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from barman_cloud_cli.backup_tools import add_backup_commands
     from barman_cloud_cli.bucket_tools import add_wal_commands
+    from barman_cloud_cli.verify_tool import add_verify_command
 
     add_wal_commands(commands)
     add_backup_commands(commands)
     add_catalog_commands(commands)
-
-    groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
-    for path, arrives_with in PENDING.items():
-        if len(path) == 1:
-            leaf = commands.add_parser(path[0], help=f"(not implemented yet: {arrives_with})")
-        else:
-            if path[0] not in groups:
-                group = commands.add_parser(path[0], help=f"{path[0]} tools working straight on a bucket")
-                groups[path[0]] = group.add_subparsers(dest="action", required=True, metavar="ACTION")
-            leaf = groups[path[0]].add_parser(path[1], help=f"(not implemented yet: {arrives_with})")
-        leaf.set_defaults(pending=path, arrives_with=arrives_with)
+    add_verify_command(commands)
     return parser
-
-
-def _not_implemented(path: tuple[str, ...], arrives_with: str) -> int:
-    name = " ".join(path)
-    print(
-        f"barman-cloud-plugin {name}: not implemented yet in {__version__}; it arrives with {arrives_with}.",
-        file=sys.stderr,
-    )
-    return EXIT_NOT_IMPLEMENTED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -190,8 +165,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("barman_cloud_cli").warning(
             "ignoring sidecar arguments this plugin does not use", extra={"arguments": unknown}
         )
-    if pending := getattr(args, "pending", None):
-        return _not_implemented(pending, args.arrives_with)
     if tool := getattr(args, "tool", None):
         return int(tool(args))
     if args.command == "restore" and getattr(args, "backup_id", None):

@@ -13,6 +13,7 @@ from grpclib.exceptions import GRPCError
 from barman_cloud import errors
 
 _STATUS_BY_ERROR: tuple[tuple[type[errors.BarmanCloudError], Status], ...] = (
+    (errors.Corrupt, Status.DATA_LOSS),
     (errors.NotFound, Status.NOT_FOUND),
     (errors.InvalidInput, Status.INVALID_ARGUMENT),
     (errors.Unavailable, Status.UNAVAILABLE),

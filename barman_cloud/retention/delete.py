@@ -4,7 +4,8 @@ As barman-cloud-backup-delete (format 6.4): the whole catalog is read first and 
 backup.info stops everything (E-12: deleting with an incomplete view could remove the only backup
 that is still needed); a backup is deleted by removing its recognised archives (data first, then
 tablespaces by OID) and **then** its backup.info, so that a failed deletion is found again and
-retried; other objects under ``base/<ID>/`` are never deleted. Deleting by ID refuses a kept
+retried; other objects under ``base/<ID>/`` are never deleted, except the checksum manifest of our
+archives (:mod:`barman_cloud.verify.manifest`), which goes with them. Deleting by ID refuses a kept
 backup (read directly, not from a listing) and honours ``minimum_redundancy`` (counting backups
 that are not STARTED, as 3.19). A policy deletes exactly the OBSOLETE backups, oldest first, each
 followed by the WAL cleanup of :mod:`.wal_cleanup`. ``dry_run`` computes the same plan (the
@@ -27,7 +28,8 @@ from barman_cloud.format.keys import ServerLayout
 from barman_cloud.format.wal import WalName
 from barman_cloud.retention.policies import RetentionStatus, evaluate
 from barman_cloud.retention.wal_cleanup import plan_wal_cleanup
-from barman_cloud.storage import ObjectInfo, Store
+from barman_cloud.storage import ObjectInfo, Store, exists
+from barman_cloud.verify.manifest import manifest_key
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +98,13 @@ class BackupDeleter:
                 hint="delete its disk snapshots with the provider's tools or barman-cloud-backup-delete",
             )
         archives = await list_archives(self.store, self.layout, backup_id, backup.info)
-        deletion = Deletion(
-            backup_id, [*archives.keys, self.layout.backup_info(backup_id)], dry_run=self.dry_run
-        )
+        objects = archives.keys
+        manifest = manifest_key(self.layout, backup_id)
+        if await exists(self.store, manifest):  # our archives' checksums go with them
+            objects.append(manifest)
+        deletion = Deletion(backup_id, [*objects, self.layout.backup_info(backup_id)], dry_run=self.dry_run)
         if not self.dry_run:
-            await self.store.delete_many(archives.keys)
+            await self.store.delete_many(objects)
             await self.store.delete_many([self.layout.backup_info(backup_id)])
         log.info(
             "backup deleted" if not self.dry_run else "backup would be deleted (dry run)",

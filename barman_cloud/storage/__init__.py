@@ -11,6 +11,11 @@ moto's S3 server, Azurite, fake-gcs-server and the filesystem):
   Overwriting an existing key replaces it atomically.
 - ``get`` streams the object (or the ``[start, end)`` byte range); a missing key raises
   :class:`barman_cloud.errors.NotFound` before the first chunk is yielded.
+- Integrity (:mod:`.integrity`): ``put`` records the SHA-256 of the stored bytes in the object's
+  metadata (``bcp_sha256``) whenever the upload can carry it, and returns it in
+  :attr:`ObjectInfo.sha256` always; a ``get`` of a whole object that has a recorded checksum
+  verifies it and raises :class:`barman_cloud.errors.Corrupt` instead of yielding the last chunk
+  when the bytes do not match.
 - ``head`` raises NotFound for a missing key.
 - ``list`` walks every page; a prefix with no objects, or a bucket path that does not exist yet,
   lists nothing (no error). Without ``delimiter`` it yields every object under the prefix, in
@@ -64,6 +69,10 @@ class ObjectInfo:
     etag: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     """User metadata; filled by ``head`` (listings may leave it empty)."""
+    sha256: str | None = None
+    """SHA-256 (hex) of the stored bytes when known: ``put`` always returns it; ``head`` returns
+    the checksum recorded with the object when it has one (see :mod:`.integrity`). The checksum
+    is stored as object metadata but never shown in :attr:`metadata`."""
 
 
 @dataclass(frozen=True)

@@ -53,10 +53,12 @@ import ssl
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
 import aiohttp
+from azure.core import MatchConditions
 from azure.core.async_paging import AsyncItemPaged, AsyncPageIterator
 from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
 from azure.core.credentials_async import AsyncTokenCredential
@@ -64,6 +66,7 @@ from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
     HttpResponseError,
+    IncompleteReadError,
     ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
@@ -81,10 +84,19 @@ from barman_cloud.errors import (
     Unavailable,
 )
 from barman_cloud.storage import CommonPrefix, Feature, ObjectInfo, StoreLocation
+from barman_cloud.storage.integrity import (
+    RunningDigest,
+    Verifier,
+    digesting,
+    expected_from_metadata,
+    sha256_hex,
+    split_checksum,
+    with_checksum,
+)
 from barman_cloud.storage.keys import check_key
 from barman_cloud.storage.options import AzureCredentials, StoreOptions
 from barman_cloud.storage.parts import AZURE_LIMITS, part_size_for, parts_of, upload_parallel
-from barman_cloud.storage.retry import with_retries
+from barman_cloud.storage.retry import backoff_delay, with_retries
 from barman_cloud.storage.sessions import settle_closed_connections
 
 log = logging.getLogger(__name__)
@@ -502,7 +514,15 @@ class AzureStore:
             return InvalidInput(
                 f"cannot {what} {where}: TLS certificate verification failed ({certificate})", hint=hint
             )
-        if isinstance(error, ServiceRequestError | ServiceResponseError):
+        # An answer cut short (reset, truncated body) is an IncompleteReadError, an HttpResponseError
+        # without a status; once the SDK's own download retries are spent it comes wrapped in another
+        # status-less HttpResponseError. Both are as transient as a reset before the answer.
+        interrupted = (IncompleteReadError, ServiceResponseError)
+        if isinstance(error, ServiceRequestError | ServiceResponseError | IncompleteReadError) or (
+            isinstance(error, HttpResponseError)
+            and error.status_code is None
+            and isinstance(getattr(error, "inner_exception", None), interrupted)
+        ):
             return Unavailable(f"cannot {what} {where}: {self._detail(error)}")
         if not isinstance(error, HttpResponseError):
             return BarmanCloudError(f"cannot {what} {where}: {self._detail(error)}")
@@ -574,12 +594,15 @@ class AzureStore:
     async def _put_single(
         self, blob: BlobClient, key: str, body: bytes, attributes: _Attributes
     ) -> ObjectInfo:
+        digest = await sha256_hex(body)
+        metadata = with_checksum(attributes.metadata, digest)
+
         async def upload() -> dict[str, Any]:
             return await blob.upload_blob(
                 body,
                 length=len(body),
                 overwrite=True,
-                metadata=attributes.metadata,
+                metadata=metadata,
                 tags=attributes.tags,
                 encryption_scope=attributes.encryption_scope,
             )
@@ -591,6 +614,7 @@ class AzureStore:
             last_modified=result.get("last_modified"),
             etag=result.get("etag"),
             metadata=attributes.metadata or {},
+            sha256=digest,
         )
 
     async def _put_blocks(
@@ -613,13 +637,17 @@ class AzureStore:
             return block_id, len(body)
 
         # On failure or cancellation nothing is committed: see the module docstring.
-        staged = await upload_parallel(parts, stage, self.options.max_concurrency)
+        whole = RunningDigest()
+        staged = await upload_parallel(digesting(parts, whole), stage, self.options.max_concurrency)
         blocks = [BlobBlock(block_id=block_id) for block_id, _ in staged]
+        # Put Block List sets the metadata once every byte is known: the checksum goes with it.
+        digest = whole.hexdigest()
+        metadata = with_checksum(attributes.metadata, digest)
 
         async def commit() -> dict[str, Any]:
             return await blob.commit_block_list(
                 blocks,
-                metadata=attributes.metadata,
+                metadata=metadata,
                 tags=attributes.tags,
                 encryption_scope=attributes.encryption_scope,
             )
@@ -631,6 +659,7 @@ class AzureStore:
             last_modified=result.get("last_modified"),
             etag=result.get("etag"),
             metadata=attributes.metadata or {},
+            sha256=digest,
         )
 
     # -- get / head -----------------------------------------------------------------------------
@@ -640,40 +669,78 @@ class AzureStore:
         if end is not None and end <= start:
             await self.head(key)  # an empty range of a missing object is still NotFound
             return
-        length = None if end is None else end - start
-
-        async def download() -> Any:
-            try:
-                # The SDK wants an offset whenever a length is given; without either it reads all.
-                offset = start if start or length is not None else None
-                return await blob.download_blob(offset=offset, length=length, max_concurrency=1)
-            except HttpResponseError as error:
-                if error.status_code == 416:  # the range starts at or past the end: nothing to read
-                    return None
-                raise
-
-        downloader = await self._call(download, what="read", key=key)
+        download = functools.partial(self._open_download, blob, end=end)
+        downloader = await self._call(functools.partial(download, start, None), what="read", key=key)
         if downloader is None:
             return
+        etag = getattr(getattr(downloader, "properties", None), "etag", None)
+        position, interruptions = start, 0
+        # The first GET's answer carries the blob's metadata: a whole read is verified with it.
+        metadata = getattr(getattr(downloader, "properties", None), "metadata", None)
+        expected = expected_from_metadata(metadata) if start == 0 and end is None else None
+        verifier = Verifier(expected, f"{self._where(key)}")
         try:
             # Each chunk is one ranged GET read to its end (the SDK pins the ETag, so a blob
             # replaced mid-read fails instead of mixing versions); nothing stays open in between.
-            async for chunk in downloader.chunks():
-                yield chunk
+            # A chunk's GET that fails for a transient reason is resumed where it stopped (the
+            # SDK's own chunk retries are few and immediate).
+            while downloader is not None:
+                try:
+                    async for chunk in downloader.chunks():
+                        position += len(chunk)
+                        interruptions = 0  # progress: a long read may be cut several times
+                        out = await verifier.push(chunk)
+                        if out is not None:
+                            yield out
+                    break
+                except AzureError as error:
+                    translated = self._translate(error, "read", key)
+                    interruptions += 1
+                    if not isinstance(translated, Unavailable) or interruptions >= self.options.max_attempts:
+                        raise translated from None
+                    await asyncio.sleep(backoff_delay(interruptions))
+                    downloader = await self._call(
+                        functools.partial(download, position, etag), what="read", key=key
+                    )
+            tail = await verifier.finish()
+            if tail is not None:
+                yield tail
         except AzureError as error:
             raise self._translate(error, "read", key) from None
+        finally:
+            await verifier.aclose()
+
+    @staticmethod
+    async def _open_download(blob: BlobClient, position: int, etag: str | None, *, end: int | None) -> Any:
+        """The SDK's downloader from ``position`` (to ``end``), pinned to ``etag`` when resuming (the
+        same blob or a clear 412, never a mix of two versions); None when the range starts at or
+        past the end of the blob."""
+        length = None if end is None else end - position
+        pinned: dict[str, Any] = (
+            {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
+        )
+        try:
+            # The SDK wants an offset whenever a length is given; without either it reads all.
+            offset = position if position or length is not None else None
+            return await blob.download_blob(offset=offset, length=length, max_concurrency=1, **pinned)
+        except HttpResponseError as error:
+            if error.status_code == 416:  # the range starts at or past the end: nothing to read
+                return None
+            raise
 
     async def head(self, key: str) -> ObjectInfo:
         blob = self._blob(key)
         properties: BlobProperties = await self._call(
             blob.get_blob_properties, what="read the properties of", key=key
         )
+        metadata, digest = split_checksum(properties.metadata)
         return ObjectInfo(
             key=key,
             size=int(properties.size),
             last_modified=properties.last_modified,
             etag=properties.etag,
-            metadata=dict(properties.metadata or {}),
+            metadata=metadata,
+            sha256=digest,
         )
 
     # -- list -----------------------------------------------------------------------------------
@@ -726,6 +793,57 @@ class AzureStore:
             entries.sort(key=lambda entry: entry.key if isinstance(entry, ObjectInfo) else entry.prefix)
         next_token = pages.continuation_token
         return entries, str(next_token) if next_token else None
+
+    async def abort_incomplete_uploads(
+        self, prefix: str, *, initiated_before: datetime, keep_prefix: str | None = None
+    ) -> int:
+        """Drop the staged blocks of uploads under ``prefix`` (not under ``keep_prefix``, last
+        touched before ``initiated_before``) that were never committed, under names that hold no
+        committed blob: what a process killed in the middle of a staged upload left behind (the
+        service keeps them a week). Each such name is committed empty only if no blob exists
+        (``If-None-Match: *``), which discards its blocks, and that empty blob is deleted at once
+        (``If-Match``): an existing object is never touched. Returns how many were dropped."""
+        container = self._container()
+
+        async def listed(include: builtins.list[str] | None) -> dict[str, datetime | None]:
+            found: dict[str, datetime | None] = {}
+            async for item in container.list_blobs(name_starts_with=prefix or None, include=include):
+                found[str(item.name)] = item.last_modified
+            return found
+
+        everything = await self._call(
+            functools.partial(listed, ["uncommittedblobs"]), what=f"list uncommitted blobs {prefix!r} in"
+        )
+        committed = await self._call(functools.partial(listed, None), what=f"list {prefix!r} in")
+        stale = sorted(
+            name
+            for name, touched in everything.items()
+            if name not in committed
+            and (keep_prefix is None or not name.startswith(keep_prefix))
+            and (touched is None or touched < initiated_before)
+        )
+        for name in stale:
+            blob = self._blob(name)
+            try:
+                result = await self._call(
+                    functools.partial(blob.commit_block_list, [], match_condition=MatchConditions.IfMissing),
+                    what="discard the uncommitted blocks of",
+                    key=name,
+                )
+                etag = str(result.get("etag") or "")
+                await self._call(
+                    functools.partial(
+                        blob.delete_blob, etag=etag, match_condition=MatchConditions.IfNotModified
+                    ),
+                    what="delete the emptied",
+                    key=name,
+                )
+            except BarmanCloudError as error:
+                log.warning(
+                    "uncommitted blocks not discarded: the service drops them after seven days",
+                    extra={"key": name, "error": str(error)},
+                )
+        return len(stale)
 
     # -- delete ---------------------------------------------------------------------------------
 

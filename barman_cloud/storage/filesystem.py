@@ -3,6 +3,10 @@
 An object is a file under the root directory. Uploads are written to a private temporary file in
 ``<root>/.incoming`` (same filesystem), flushed and fsynced, then renamed over the final name and
 the directory fsynced: a reader sees the old object or the complete new one, never a part.
+
+The SHA-256 of the bytes is computed while they are written and stored, before the rename, in the
+file's extended attribute ``user.bcp_sha256`` (see :mod:`.integrity`); a whole read verifies it.
+On a filesystem without user extended attributes objects are stored without a checksum.
 """
 
 from __future__ import annotations
@@ -10,6 +14,9 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import errno
+import hashlib
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
@@ -19,10 +26,13 @@ from typing import BinaryIO
 
 from barman_cloud.errors import Forbidden, InvalidInput, NotFound
 from barman_cloud.storage import CommonPrefix, Feature, ObjectInfo, StoreLocation
+from barman_cloud.storage.integrity import CHECKSUM_METADATA, Verifier, checksum_of, expected_from_metadata
 from barman_cloud.storage.keys import check_key
 
 CHUNK = 1024 * 1024
 INCOMING = ".incoming"
+CHECKSUM_XATTR = f"user.{CHECKSUM_METADATA}"
+log = logging.getLogger(__name__)
 
 
 class FilesystemStore:
@@ -58,16 +68,17 @@ class FilesystemStore:
         except PermissionError as error:
             raise Forbidden(f"cannot write to {self.root}", hint=str(error)) from error
         size = 0
+        digest = hashlib.sha256()
         try:
             try:
                 if isinstance(data, bytes):
-                    await asyncio.to_thread(handle.write, data)
+                    await asyncio.to_thread(_write, handle, digest, data)
                     size = len(data)
                 else:
                     async for chunk in data:
-                        await asyncio.to_thread(handle.write, chunk)
+                        await asyncio.to_thread(_write, handle, digest, chunk)
                         size += len(chunk)
-                await asyncio.to_thread(_flush, handle)
+                await asyncio.to_thread(_flush, handle, digest.hexdigest())
             finally:
                 await asyncio.to_thread(handle.close)
             await asyncio.to_thread(_publish, temporary, target)
@@ -75,7 +86,7 @@ class FilesystemStore:
             with contextlib.suppress(FileNotFoundError):
                 temporary.unlink()
             raise
-        return ObjectInfo(key=key, size=size, last_modified=datetime.now(UTC))
+        return ObjectInfo(key=key, size=size, last_modified=datetime.now(UTC), sha256=digest.hexdigest())
 
     async def get(self, key: str, *, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         path = self._path(key)
@@ -83,7 +94,11 @@ class FilesystemStore:
             handle = await asyncio.to_thread(open, path, "rb")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise NotFound(f"object {key!r} not found in {self.root}") from None
+        verifier = Verifier(None, f"{path}")
         try:
+            if start == 0 and end is None:
+                metadata = await asyncio.to_thread(_read_checksum, handle.fileno())
+                verifier = Verifier(expected_from_metadata(metadata), f"object {key!r} in {self.root}")
             if start:
                 await asyncio.to_thread(handle.seek, start)
             remaining = None if end is None else max(0, end - start)
@@ -95,8 +110,14 @@ class FilesystemStore:
                     break
                 if remaining is not None:
                     remaining -= len(chunk)
-                yield chunk
+                out = await verifier.push(chunk)
+                if out is not None:
+                    yield out
+            tail = await verifier.finish()
+            if tail is not None:
+                yield tail
         finally:
+            await verifier.aclose()
             await asyncio.to_thread(handle.close)
 
     async def head(self, key: str) -> ObjectInfo:
@@ -107,7 +128,13 @@ class FilesystemStore:
             raise NotFound(f"object {key!r} not found in {self.root}") from None
         if not path.is_file():
             raise NotFound(f"object {key!r} not found in {self.root}")
-        return ObjectInfo(key=key, size=st.st_size, last_modified=datetime.fromtimestamp(st.st_mtime, UTC))
+        metadata = await asyncio.to_thread(_read_checksum, path)
+        return ObjectInfo(
+            key=key,
+            size=st.st_size,
+            last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
+            sha256=checksum_of(metadata),
+        )
 
     async def list(
         self, prefix: str, *, delimiter: str | None = None
@@ -164,9 +191,42 @@ class FilesystemStore:
         return None
 
 
-def _flush(handle: BinaryIO) -> None:
+def _write(handle: BinaryIO, digest: hashlib._Hash, data: bytes) -> None:
+    handle.write(data)
+    digest.update(data)
+
+
+_NO_XATTRS = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.ENOSYS)
+_warned_no_xattrs = False
+
+
+def _flush(handle: BinaryIO, digest: str) -> None:
+    """Flush the data and record its checksum (fsync covers both)."""
+    global _warned_no_xattrs
     handle.flush()
+    try:
+        os.setxattr(handle.fileno(), CHECKSUM_XATTR, digest.encode("ascii"))
+    except OSError as error:
+        if error.errno not in _NO_XATTRS:
+            raise
+        if not _warned_no_xattrs:
+            _warned_no_xattrs = True
+            log.warning(
+                "this filesystem has no user extended attributes: objects are stored without checksums",
+                extra={"directory": str(Path(handle.name).parent)},
+            )
     os.fsync(handle.fileno())
+
+
+def _read_checksum(target: int | Path) -> dict[str, str]:
+    """The object's checksum as metadata (empty when it has none)."""
+    try:
+        value = os.getxattr(target, CHECKSUM_XATTR)
+    except OSError as error:
+        if error.errno in (errno.ENODATA, *_NO_XATTRS):
+            return {}
+        raise
+    return {CHECKSUM_METADATA: value.decode("ascii", errors="replace")}
 
 
 def _publish(temporary: Path, target: Path) -> None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import dataclasses
 import functools
 import io
 import json
@@ -55,6 +56,17 @@ from barman_cloud.errors import (
     Unavailable,
 )
 from barman_cloud.storage import CommonPrefix, Feature, ObjectInfo, StoreLocation
+from barman_cloud.storage.integrity import (
+    CHECKSUM_METADATA,
+    Expected,
+    RunningDigest,
+    Verifier,
+    digesting,
+    expected_from_goog_hash,
+    expected_from_metadata,
+    sha256_hex,
+    split_checksum,
+)
 from barman_cloud.storage.keys import check_key
 from barman_cloud.storage.options import GoogleCredentials, MiB, StoreOptions
 from barman_cloud.storage.parts import GCS_LIMITS, part_size_for, parts_of
@@ -175,6 +187,8 @@ class GCSStore:
         position = start
         failures = 0
         response, generation = await self._open_download(key, position, end, None)
+        whole = start == 0 and end is None
+        verifier = Verifier(_expected(response) if whole else None, self._what(key))
         try:
             while response is not None and (end is None or position < end):
                 try:
@@ -184,10 +198,12 @@ class GCSStore:
                         position += len(chunk)
                         failures = 0
                         if chunk:
-                            yield chunk
+                            out = await verifier.push(chunk)
+                            if out is not None:
+                                yield out
                         if end is not None and position >= end:
                             break
-                    return
+                    break
                 except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as error:
                     failures += 1
                     if failures >= self.options.max_attempts:
@@ -199,9 +215,13 @@ class GCSStore:
                     response = None
                     await asyncio.sleep(backoff_delay(failures))
                     response, generation = await self._open_download(key, position, end, generation)
+            tail = await verifier.finish()
+            if tail is not None:
+                yield tail
         finally:
             if response is not None:
                 response.release()
+            await verifier.aclose()
 
     async def head(self, key: str) -> ObjectInfo:
         check_key(key)
@@ -236,7 +256,7 @@ class GCSStore:
                 timeout=self._timeout(),
             )
             entries: builtins.list[ObjectInfo | CommonPrefix] = [
-                _info(item) for item in page.get("items", [])
+                _info(item, checksum=False) for item in page.get("items", [])
             ]
             entries.extend(CommonPrefix(str(p)) for p in page.get("prefixes", []))
             entries.sort(key=lambda e: e.key if isinstance(e, ObjectInfo) else e.prefix)
@@ -291,6 +311,8 @@ class GCSStore:
     async def _put_single(self, key: str, body: bytes, resource: dict[str, Any]) -> ObjectInfo:
         """One ``uploadType=multipart`` request: the resource (name, metadata) and the bytes."""
         params = self._upload_params(uploadType="multipart")
+        digest = await sha256_hex(body)
+        resource = {**resource, "metadata": {**resource.get("metadata", {}), CHECKSUM_METADATA: digest}}
 
         async def attempt() -> dict[str, Any]:
             writer = aiohttp.MultipartWriter("related")
@@ -306,7 +328,7 @@ class GCSStore:
             attempts=self.options.max_attempts,
             timeout=self._timeout(len(body)),
         )
-        return _info(result)
+        return dataclasses.replace(_info(result), sha256=digest)
 
     async def _put_resumable(
         self, key: str, chunks: AsyncIterator[bytes], chunk_size: int, resource: dict[str, Any]
@@ -316,6 +338,10 @@ class GCSStore:
         A chunk shorter than ``chunk_size`` is the last one and carries the total size; when the
         source ends on a chunk boundary the session is finalised by an empty request.
         """
+        # The session's metadata is fixed before the first byte: the object gets no checksum of
+        # ours (GCS's own MD5 serves on reads); the digest is returned for the caller's records.
+        whole = RunningDigest()
+        chunks = aiter(digesting(chunks, whole))
         session = await self._start_session(key, resource)
         upcoming: asyncio.Task[bytes | None] | None = None
         try:
@@ -341,7 +367,7 @@ class GCSStore:
             raise
         if result is None:
             raise Unavailable(f"upload of {self._what(key)}: the server did not confirm the finished object")
-        return _info(result)
+        return dataclasses.replace(_info(result), sha256=whole.hexdigest())
 
     async def _start_session(self, key: str, resource: dict[str, Any]) -> URL:
         params = self._upload_params(uploadType="resumable", name=key)
@@ -780,16 +806,33 @@ def _trust_exactly(pem: bytes) -> ssl.SSLContext:
         ) from None
 
 
-def _info(resource: Mapping[str, Any]) -> ObjectInfo:
+def _info(resource: Mapping[str, Any], *, checksum: bool = True) -> ObjectInfo:
+    """An object resource as ObjectInfo; ``checksum=False`` for listings (which Google sends
+    without metadata: the same ObjectInfo whatever the endpoint)."""
     metadata = resource.get("metadata") or {}
     etag = resource.get("etag") or resource.get("generation")
+    custom, digest = split_checksum({str(k): str(v) for k, v in metadata.items() if v is not None})
     return ObjectInfo(
         key=str(resource["name"]),
         size=int(resource.get("size") or 0),
         last_modified=_timestamp(resource.get("updated")),
         etag=str(etag) if etag else None,
-        metadata={str(k): str(v) for k, v in metadata.items() if v is not None},
+        metadata=custom,
+        sha256=digest if checksum else None,
     )
+
+
+def _expected(response: aiohttp.ClientResponse | None) -> Expected | None:
+    """What a whole download must hash to, from its own headers: our checksum when GCS returns
+    the custom metadata (``x-goog-meta-bcp_sha256``), else the MD5 GCS computed at upload."""
+    if response is None:
+        return None
+    ours = response.headers.get(f"x-goog-meta-{CHECKSUM_METADATA}")
+    if ours is not None:
+        expected = expected_from_metadata({CHECKSUM_METADATA: ours})
+        if expected is not None:
+            return expected
+    return expected_from_goog_hash(response.headers.get("x-goog-hash"))
 
 
 def _timestamp(value: object) -> datetime | None:

@@ -13,7 +13,11 @@ _GCS_CONSOLE = "console.cloud.google.com"
 
 def parse_destination(url: str) -> StoreLocation:
     """Parse ``destinationPath``; raise InvalidInput naming what is wrong and an accepted form."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError as error:
+        raise InvalidInput(f"destinationPath {url!r} is not a valid URL ({error})") from None
     scheme = parts.scheme.lower()
     if scheme == "s3":
         if not parts.netloc:

@@ -30,13 +30,15 @@ import ssl
 import tempfile
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
+from datetime import datetime
 from typing import Any, cast
 from urllib.parse import quote_plus, urlencode
 
 import aiobotocore.session
 import aiohttp
+import botocore.auth  # type: ignore[import-untyped]
 from aiobotocore.config import AioConfig
-from botocore import exceptions as botocore_errors  # type: ignore[import-untyped]
+from botocore import exceptions as botocore_errors
 
 from barman_cloud.errors import (
     BarmanCloudError,
@@ -48,6 +50,15 @@ from barman_cloud.errors import (
     Unavailable,
 )
 from barman_cloud.storage import CommonPrefix, Feature, ObjectInfo, StoreLocation
+from barman_cloud.storage.integrity import (
+    RunningDigest,
+    digesting,
+    expected_from_metadata,
+    sha256_hex,
+    split_checksum,
+    verified,
+    with_checksum,
+)
 from barman_cloud.storage.keys import check_key
 from barman_cloud.storage.options import MiB, S3Credentials, StoreOptions
 from barman_cloud.storage.parts import S3_LIMITS, part_size_for, parts_of, upload_parallel
@@ -442,10 +453,12 @@ class S3Store:
         return args
 
     async def _put_single(self, key: str, body: bytes, extra: dict[str, Any]) -> ObjectInfo:
+        digest = await sha256_hex(body)  # in a thread; also the SigV4 payload hash (see _Body)
+        extra = {**extra, "Metadata": with_checksum(extra.get("Metadata"), digest)}
         response = await self._call(
-            "put_object", key, body_size=len(body), Key=key, Body=_Body(body), **extra
+            "put_object", key, body_size=len(body), Key=key, Body=_Body(body, digest), **extra
         )
-        return ObjectInfo(key=key, size=len(body), etag=response.get("ETag"))
+        return ObjectInfo(key=key, size=len(body), etag=response.get("ETag"), sha256=digest)
 
     async def _put_multipart(
         self, key: str, parts: AsyncIterable[bytes], extra: dict[str, Any]
@@ -453,9 +466,13 @@ class S3Store:
         created = await self._call("create_multipart_upload", key, Key=key, **extra)
         upload_id: str = created["UploadId"]
         size = 0
+        # The whole object's digest (returned, for manifests: the metadata was fixed at creation),
+        # and each part's own for its request signature; both in worker threads.
+        whole = RunningDigest()
 
         async def upload(number: int, body: bytes) -> dict[str, Any]:
             nonlocal size
+            part_digest = await sha256_hex(body)
             response = await self._call(
                 "upload_part",
                 key,
@@ -463,18 +480,18 @@ class S3Store:
                 Key=key,
                 UploadId=upload_id,
                 PartNumber=number,
-                Body=_Body(body),
+                Body=_Body(body, part_digest),
             )
             size += len(body)
             return {"PartNumber": number, "ETag": response["ETag"]}
 
         try:
-            completed = await upload_parallel(parts, upload, self._options.max_concurrency)
+            completed = await upload_parallel(digesting(parts, whole), upload, self._options.max_concurrency)
             etag = await self._complete(key, upload_id, completed)
         except BaseException:
             await self._abort(key, upload_id)
             raise
-        return ObjectInfo(key=key, size=size, etag=etag)
+        return ObjectInfo(key=key, size=size, etag=etag, sha256=whole.hexdigest())
 
     async def _complete(self, key: str, upload_id: str, parts: builtins.list[dict[str, Any]]) -> str | None:
         try:
@@ -523,10 +540,37 @@ class S3Store:
                 extra={"bucket": self.bucket, "key": key, "upload_id": upload_id, "error": str(error)},
             )
 
+    async def abort_incomplete_uploads(
+        self, prefix: str, *, initiated_before: datetime, keep_prefix: str | None = None
+    ) -> int:
+        """Abort the multipart uploads under ``prefix`` (but not under ``keep_prefix``) initiated
+        before ``initiated_before``: what a process killed in the middle of an upload left behind
+        (no abort ran). Returns how many."""
+        params: dict[str, Any] = {"Prefix": prefix}
+        stale: builtins.list[tuple[str, str]] = []
+        while True:
+            page = await self._call("list_multipart_uploads", prefix or None, **params)
+            for upload in page.get("Uploads") or ():
+                initiated = upload.get("Initiated")
+                key = str(upload["Key"])
+                if keep_prefix is not None and key.startswith(keep_prefix):
+                    continue
+                if isinstance(initiated, datetime) and initiated < initiated_before:
+                    stale.append((key, str(upload["UploadId"])))
+            if not page.get("IsTruncated"):
+                break
+            params["KeyMarker"] = page.get("NextKeyMarker") or ""
+            params["UploadIdMarker"] = page.get("NextUploadIdMarker") or ""
+        for key, upload_id in stale:
+            await self._abort_upload(key, upload_id)
+        return len(stale)
+
     # -- get / head / list --------------------------------------------------------------------------
 
     async def get(self, key: str, *, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        """Stream the object; an interrupted download resumes where it stopped (same ETag only)."""
+        """Stream the object; an interrupted download resumes where it stopped (same ETag only).
+
+        A whole read of an object with a checksum is verified (:mod:`.integrity`)."""
         check_key(key)
         if start < 0 or (end is not None and end < start):
             raise InvalidInput(f"invalid byte range [{start}, {end}) for s3://{self.bucket}/{key}")
@@ -536,7 +580,19 @@ class S3Store:
         opened = await self._open_body(key, start, end, None)
         if opened is None:
             return
-        body, etag = opened
+        body, etag, metadata = opened
+        expected = expected_from_metadata(metadata) if start == 0 and end is None else None
+        stream = cast(AsyncGenerator[bytes, None], self._read(key, body, etag, start, end))
+        async with contextlib.aclosing(stream) as chunks:
+            checked = verified(chunks, expected, f"s3://{self.bucket}/{key}")
+            async with contextlib.aclosing(checked) as out:
+                async for chunk in out:
+                    yield chunk
+
+    async def _read(
+        self, key: str, body: Any, etag: str | None, start: int, end: int | None
+    ) -> AsyncIterator[bytes]:
+        """The bytes of an opened GetObject; a broken read is resumed (If-Match the same ETag)."""
         position = start
         interruptions = 0
         try:
@@ -557,19 +613,21 @@ class S3Store:
                     opened = await self._open_body(key, position, end, etag)
                     if opened is None:
                         return
-                    body, _ = opened
+                    body, _, _ = opened
                     continue
                 if not chunk:
                     return
                 position += len(chunk)
+                interruptions = 0  # progress: a long read may be cut several times
                 yield chunk
         finally:
             body.close()
 
     async def _open_body(
         self, key: str, start: int, end: int | None, etag: str | None
-    ) -> tuple[Any, str | None] | None:
-        """GetObject from ``start``; None when the range is past the end of the object."""
+    ) -> tuple[Any, str | None, Mapping[str, str]] | None:
+        """GetObject from ``start`` (body, ETag, user metadata); None when the range is past the
+        end of the object."""
         params: dict[str, Any] = {"Key": key}
         if end is not None:
             params["Range"] = f"bytes={start}-{end - 1}"
@@ -590,17 +648,19 @@ class S3Store:
                     hint="it was overwritten during the download: retry the operation",
                 ) from error
             raise
-        return response["Body"], response.get("ETag")
+        return response["Body"], response.get("ETag"), response.get("Metadata") or {}
 
     async def head(self, key: str) -> ObjectInfo:
         check_key(key)
         response = await self._call("head_object", key, Key=key)
+        metadata, digest = split_checksum(response.get("Metadata"))
         return ObjectInfo(
             key=key,
             size=int(response.get("ContentLength", 0)),
             last_modified=response.get("LastModified"),
             etag=response.get("ETag"),
-            metadata=dict(response.get("Metadata") or {}),
+            metadata=metadata,
+            sha256=digest,
         )
 
     async def list(
@@ -728,6 +788,35 @@ def _multipart_etag(parts: builtins.list[dict[str, Any]]) -> str | None:
     return f'"{hashlib.md5(digests).hexdigest()}-{len(parts)}"'  # noqa: S324 - S3's ETag definition
 
 
+class _KnownDigestS3SigV4Auth(botocore.auth.S3SigV4Auth):  # type: ignore[misc]
+    """botocore's S3 SigV4 signer, except that a body we already hashed is not hashed again.
+
+    SigV4 signs the SHA-256 of the request body (``x-amz-content-sha256``) whenever the request
+    has no Content-MD5 or checksum header, which with ``s3_checksums="when_required"`` means every
+    PutObject and UploadPart, over HTTPS too. botocore computes it on the event loop, reading the
+    body 1 MiB at a time. A :class:`_Body` carries the digest we computed in a worker thread (the
+    same SHA-256 we store as the object's checksum), and this signer uses it. Any other body, or a
+    request signed with a streaming trailer or without a payload hash, is signed by botocore's own
+    code, unchanged.
+    """
+
+    def payload(self, request: Any) -> str:
+        digest = getattr(request.body, "sha256", None)
+        if (
+            isinstance(digest, str)
+            and not self._is_streaming_checksum_payload(request)
+            and self._should_sha256_sign_payload(request)
+        ):
+            return digest
+        result: str = super().payload(request)
+        return result
+
+
+# The ``s3v4`` signer is looked up by name for every S3 request; ours differs only for our bodies.
+if botocore.auth.AUTH_TYPE_MAPS.get("s3v4") is botocore.auth.S3SigV4Auth:
+    botocore.auth.AUTH_TYPE_MAPS["s3v4"] = _KnownDigestS3SigV4Auth
+
+
 class _Body:
     """A request body over ``bytes`` that aiohttp sends as slices of the caller's buffer.
 
@@ -740,9 +829,11 @@ class _Body:
 
     CHUNK = 1 * MiB
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, sha256: str | None = None) -> None:
         self._data = memoryview(data)
         self._position = 0
+        self.sha256 = sha256
+        """The SHA-256 (hex) of ``data`` when already known: used as the SigV4 payload hash."""
 
     def __len__(self) -> int:
         return len(self._data)

@@ -13,7 +13,6 @@ import pytest
 from grpclib.client import Channel
 
 from barman_cloud import __version__
-from barman_cloud_cli.main import EXIT_NOT_IMPLEMENTED, PENDING
 from plugin_grpc.cnpg_caller import handshake, operator_channel, operator_client_context
 from plugin_grpc.healthcheck import EXIT_SERVING, check_unix
 from plugin_grpc.metadata import PLUGIN_NAME
@@ -134,13 +133,6 @@ def test_operator_refuses_missing_certificate_files(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 1
     assert "cannot load the gRPC server's TLS files" in result.stderr
-
-
-@pytest.mark.parametrize("path", list(PENDING), ids=" ".join)
-def test_tools_of_later_issues_say_they_are_not_implemented(path: tuple[str, ...]) -> None:
-    result = run(*path)
-    assert result.returncode == EXIT_NOT_IMPLEMENTED
-    assert "not implemented yet" in result.stderr and "issue #" in result.stderr
 
 
 def test_version() -> None:

@@ -15,6 +15,7 @@ from plugin_grpc.errors import to_grpc_error
         (errors.Unavailable("S3 answered 503 SlowDown"), Status.UNAVAILABLE),
         (errors.Conflict("a different object exists under that key"), Status.ALREADY_EXISTS),
         (errors.FailedPrecondition("the WAL archive is not empty"), Status.FAILED_PRECONDITION),
+        (errors.Corrupt("wals/0000000100000000/000000010000000000000009 is corrupt"), Status.DATA_LOSS),
         (errors.BarmanCloudError("unexpected"), Status.INTERNAL),
     ],
 )

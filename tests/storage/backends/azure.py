@@ -49,3 +49,11 @@ async def open_test_store(request: pytest.FixtureRequest) -> Store:
     assert isinstance(store, AzureStore)
     store.list_page_size = LIST_PAGE_SIZE
     return store
+
+
+async def overwrite_keeping_metadata(store: Store, key: str, data: bytes) -> None:
+    """Replace the blob's bytes but keep its metadata (its checksum), with the SDK directly."""
+    assert isinstance(store, AzureStore)
+    blob = store._blob(key)
+    properties = await blob.get_blob_properties()
+    await blob.upload_blob(data, overwrite=True, metadata=dict(properties.metadata or {}))

@@ -7,6 +7,7 @@ import pytest
 from barman_cloud.storage import Store
 from barman_cloud.storage.factory import open_store
 from barman_cloud.storage.options import S3Credentials, StoreOptions
+from barman_cloud.storage.s3 import S3Store
 from tests.harness.object_stores import MotoS3
 
 
@@ -19,3 +20,12 @@ async def open_test_store(request: pytest.FixtureRequest) -> Store:
     return open_store(
         f"s3://{moto.bucket}/contract", credentials(moto), StoreOptions(endpoint_url=moto.endpoint)
     )
+
+
+async def overwrite_keeping_metadata(store: Store, key: str, data: bytes) -> None:
+    """Replace the object's bytes but keep its user metadata (its checksum), with a plain
+    PutObject: what a storage fault or a careless tool does."""
+    assert isinstance(store, S3Store)
+    client = await store._get_client()
+    head = await client.head_object(Bucket=store.bucket, Key=key)
+    await client.put_object(Bucket=store.bucket, Key=key, Body=data, Metadata=head.get("Metadata") or {})
