@@ -1,6 +1,7 @@
 """Base backup and restore, side by side with barman-cloud on the same moto server.
 
     .venv/bin/python bench/backup.py [--scale 70] [--compression lz4] [--jobs 2] [--runs 3]
+        [--partitions N] [--max-archive-size SIZE] [--restore-only]
 
 A real PostgreSQL 15 holds a pgbench database (scale 70 is about 1.1 GiB). Each run takes:
   backup   barman-cloud-backup 3.19 (--<compression> -J jobs: one tar+compress process and `jobs`
@@ -13,6 +14,11 @@ Wall time, CPU seconds (the whole process tree, from /usr/bin/time) and peak RSS
 process tree, sampled every 20 ms: barman's worker processes count) per tool; moto's CPU beside,
 since it shares the machine. The order of the tools rotates between runs. Medians and ratios are
 printed. Run on a quiet machine; compare ratios, not absolute numbers.
+
+Multi-tar restores: ``--partitions N`` splits pgbench_accounts into N partitions (N files instead of
+one 900 MB relation) and ``--max-archive-size`` is passed to barman-cloud-backup, which then writes
+data.tar as several parts (it never splits a file, hence the partitions). ``--restore-only`` takes
+barman's backup once and times only the restores, ``--runs`` times each.
 """
 
 from __future__ import annotations
@@ -265,7 +271,7 @@ def directory_size(path: Path) -> int:
 
 
 def rotated(items: list[Any], run: int) -> list[Any]:
-    shift = run % len(items)
+    shift = run % len(items) if items else 0
     return items[shift:] + items[:shift]
 
 
@@ -274,7 +280,8 @@ def one_run(
 ) -> list[Measure]:
     aws = {**moto.env(), "PATH": "/usr/bin:/bin", "TMPDIR": str(workdir)}
     conn = ["-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres", "-d", "postgres"]
-    prefixes = {"barman": f"run{run}-barman", "cli": f"run{run}-ours-cli", "engine": f"run{run}-ours-engine"}
+    tag = 0 if args.restore_only else run  # restore-only: barman's backup of the first run, restored again
+    prefixes = {"barman": f"run{tag}-barman", "cli": f"run{tag}-ours-cli", "engine": f"run{tag}-ours-engine"}
     manifests = {
         name: manifest(workdir, moto, prefix, args.compression, args.jobs)
         for name, prefix in prefixes.items()
@@ -283,6 +290,7 @@ def one_run(
         "barman": ("backup barman-cloud-backup", [
             str(barman_cloud_bin("barman-cloud-backup")), "--cloud-provider", "aws-s3", "--endpoint-url",
             moto.endpoint, *BARMAN_FLAGS[args.compression], "-J", str(args.jobs), "--immediate-checkpoint",
+            *(["--max-archive-size", args.max_archive_size] if args.max_archive_size else []),
             *conn, f"s3://{moto.bucket}/{prefixes['barman']}", "pg",
         ], aws),
         "cli": ("backup ours (CLI)", [
@@ -295,7 +303,8 @@ def one_run(
     }  # fmt: skip
     pid = moto.process.process.pid
     measures = []
-    for name in rotated(list(commands), run):
+    backups = [] if args.restore_only and run > 0 else ["barman"] if args.restore_only else list(commands)
+    for name in rotated(backups, run):
         tool, command, env = commands[name]
         measure, out = timed(command, env, pid, tool)
         if name == "engine":  # the engine's own clock, CPU and peak, without the process start
@@ -323,14 +332,27 @@ def one_run(
                 ("ours", "restore ours", [sys.executable, __file__, "restore-ours", str(manifests["barman"]), "pg",
                                           backup_id, str(targets["ours"]), str(args.jobs)], dict(os.environ)),
             )  # fmt: skip
+        if run == 0:
+            print(f"barman's backup: {archives_of(moto, prefixes['barman'])} tar archive(s)", file=sys.stderr)
         for name, tool, command, env in rotated(restore_jobs, run):
             measure, _out = timed(command, env, pid, tool)
             measure.size = directory_size(targets[name])
             measures.append(measure)
             shutil.rmtree(targets[name], ignore_errors=True)
-    for prefix in prefixes.values():
-        delete_prefix(moto, prefix)
+    if not args.restore_only or run == args.runs - 1:
+        for prefix in prefixes.values():
+            delete_prefix(moto, prefix)
     return measures
+
+
+def archives_of(moto: MotoS3, prefix: str) -> int:
+    """The tar archives (data parts and tablespaces) of the backups under ``prefix``."""
+    s3 = s3_client(moto)
+    return sum(
+        ".tar" in item["Key"].rsplit("/", 1)[-1]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=moto.bucket, Prefix=prefix)
+        for item in page.get("Contents", [])
+    )
 
 
 def report(runs: list[list[Measure]], args: argparse.Namespace, database_bytes: int) -> None:
@@ -350,6 +372,8 @@ def report(runs: list[list[Measure]], args: argparse.Namespace, database_bytes: 
         f"\nbase backup benchmark: pgbench scale {args.scale} ({database_bytes / 2**30:.2f} GiB database), "
         f"PostgreSQL 15, compression {args.compression}, jobs {args.jobs}, moto S3 on loopback, "
         f"{len(runs)} run(s), medians ({os.cpu_count()} CPUs)"
+        + (f", pgbench_accounts in {args.partitions} partitions" if args.partitions else "")
+        + (f", barman --max-archive-size {args.max_archive_size}" if args.max_archive_size else "")
     )
     print(
         f"{'':<31}{'seconds':>8}{'MiB/s':>7}{'CPU s':>7}{'peak RSS MiB':>13}{'moto CPU s':>11}"
@@ -387,6 +411,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-restore", action="store_true", help="backups only")
+    parser.add_argument(
+        "--restore-only", action="store_true", help="barman's backup once, then restores only"
+    )
+    parser.add_argument("--partitions", type=int, default=0, help="pgbench_accounts partitions (multi-tar)")
+    parser.add_argument(
+        "--max-archive-size", help="barman-cloud-backup's --max-archive-size (e.g. 100MB): data.tar in parts"
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="bcp-bench-backup-"))
@@ -404,6 +435,7 @@ def main() -> None:
         print(f"loading pgbench scale {args.scale}...", file=sys.stderr)
         subprocess.run(
             [str(postgres_bindir(15) / "pgbench"), "-i", "-q", "-s", str(args.scale), "-h", "127.0.0.1",
+             *(["--partitions", str(args.partitions)] if args.partitions else []),
              "-p", str(server.port), "-U", "postgres", "postgres"],
             check=True, capture_output=True,
         )  # fmt: skip

@@ -85,6 +85,8 @@ class PartRecord:
     size: int = 0
     """Bytes uploaded (compressed)."""
     tar_bytes: int = 0
+    sha256: str | None = None
+    """SHA-256 of the stored object, from the store (for the checksum manifest)."""
 
 
 @dataclass
@@ -195,6 +197,7 @@ class _PartUpload:
             self._queue.clear()
         record.finished = time.monotonic()
         record.size = info.size
+        record.sha256 = info.sha256
 
     async def next_piece(self) -> bytes | None:
         """The next compressed bytes in stream order (None at the end of the part)."""

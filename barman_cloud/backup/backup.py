@@ -47,8 +47,9 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from barman_cloud.backup import postgres, progress
 from barman_cloud.backup.archives import ArchiveWriter, Counters, PartRecord, Pipeline
@@ -63,7 +64,7 @@ from barman_cloud.backup.walk import (
     walk,
 )
 from barman_cloud.config.object_store import BarmanObjectStoreConfiguration
-from barman_cloud.errors import Conflict, InvalidInput
+from barman_cloud.errors import BarmanCloudError, Conflict, InvalidInput
 from barman_cloud.format import compression
 from barman_cloud.format.backup_id import check_backup_name, is_backup_id, new_backup_id
 from barman_cloud.format.backup_info import BackupInfo, format_backup_info
@@ -71,6 +72,7 @@ from barman_cloud.format.compression import Codec
 from barman_cloud.format.keys import ServerLayout
 from barman_cloud.storage import Provider, Store
 from barman_cloud.storage.options import StoreOptions
+from barman_cloud.verify.manifest import ArchiveChecksum, write_manifest
 
 log = logging.getLogger("barman_cloud.backup")
 
@@ -290,6 +292,15 @@ async def _finish_session(session: PostgresSession) -> None:
         raise
 
 
+@runtime_checkable
+class _AbortsIncompleteUploads(Protocol):
+    """A store that can list and abort multipart uploads left in progress (S3)."""
+
+    async def abort_incomplete_uploads(
+        self, prefix: str, *, initiated_before: datetime, keep_prefix: str | None = None
+    ) -> int: ...
+
+
 class _Backup:
     def __init__(
         self, store: Store, layout: ServerLayout, session: PostgresSession, settings: BackupSettings
@@ -302,6 +313,7 @@ class _Backup:
         self.backup_id = ""
         self.counters = Counters()
         self.started = time.monotonic()
+        self.started_at = datetime.now(UTC)
         self.announced = False
         """True once the backup started on the server: from then on it ends with a backup.info."""
         self.start: BackupStart | None = None
@@ -312,6 +324,7 @@ class _Backup:
         systemid = await session.system_identifier()
         self.backup_id = self.settings.backup_id or new_backup_id()
         await self._refuse_existing()
+        await self._abort_leftover_uploads()
         self.info = BackupInfo(server_name="cloud", systemid=systemid)
         failed: BaseException | None = None
         try:
@@ -353,6 +366,30 @@ class _Backup:
             uploaded_bytes=self.counters.uploaded,
             seconds=time.monotonic() - self.started,
         )
+
+    async def _abort_leftover_uploads(self) -> None:
+        """Abort the multipart uploads an earlier backup of this server left in progress: a process
+        killed in the middle of an upload runs no abort, and its parts stay billable. CloudNativePG
+        takes one backup of a cluster at a time, so an upload under ``base/`` that started before
+        this backup (and is not this backup's) is such a leftover. Failing to clean is only logged."""
+        if not isinstance(self.store, _AbortsIncompleteUploads):
+            return
+        own = self.layout.backup_dir(self.backup_id)
+        try:
+            aborted = await self.store.abort_incomplete_uploads(
+                self.layout.base, initiated_before=self.started_at, keep_prefix=own
+            )
+        except BarmanCloudError as error:
+            log.warning(
+                "could not clean up multipart uploads left by earlier backups",
+                extra={"backup_id": self.backup_id, "error": str(error)},
+            )
+            return
+        if aborted:
+            log.info(
+                "aborted multipart uploads left in progress by earlier backups",
+                extra={"backup_id": self.backup_id, "aborted": aborted},
+            )
 
     async def _refuse_existing(self) -> None:
         prefix = self.layout.backup_dir(self.backup_id)
@@ -447,8 +484,20 @@ class _Backup:
             reporter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reporter
+        await self._put_manifest(records)
         self.info = self.info.with_status("DONE", copy_stats=self._copy_stats(records))
         return tuple(record.key for _name, parts in records for record in parts)
+
+    async def _put_manifest(self, records: list[tuple[str, list[PartRecord]]]) -> None:
+        """The archives' checksums (:mod:`barman_cloud.verify.manifest`), before backup.info."""
+        folder = self.layout.backup_dir(self.backup_id)
+        entries = [
+            ArchiveChecksum(part.key[len(folder) :], part.size, part.sha256)
+            for _name, parts in records
+            for part in parts
+            if part.sha256 is not None
+        ]
+        await write_manifest(self.store, self.layout, self.backup_id, entries, self.settings.tags)
 
     async def _archives(self, metadata: ServerMetadata) -> list[tuple[str, list[PartRecord]]]:
         settings = self.settings

@@ -3,8 +3,10 @@
 What barman-cloud-restore does (format 5), plus:
 
 - every tar archive (``data`` and its parts, each tablespace) is downloaded and extracted at the
-  same time, up to ``jobs``: downloads on the event loop (ranged GETs in parallel for large
-  objects), decompression and tar writing in a thread per archive, memory bounded
+  same time, up to ``jobs``, each in three stages that overlap: one streaming GET on the event
+  loop with a deep read-ahead (ranged GETs in parallel only for huge objects, see
+  :mod:`.download`), decompression in one worker thread, tar parsing and writing in another,
+  joined by pipes bounded in bytes, so memory is bounded whatever the backup size
   (:mod:`.download`, :mod:`.extract`);
 - extraction is safe (:mod:`.extract`): nothing is ever written outside the targets;
 - safe to retry (upstream #1100): each target directory gets a marker file before the first byte
@@ -35,22 +37,36 @@ from pathlib import Path
 
 from barman_cloud.catalog.archives import DATA, ArchiveObject, list_archives
 from barman_cloud.catalog.listing import Backup, load_catalog, read_backup
-from barman_cloud.errors import FailedPrecondition, InvalidInput, NotFound
+from barman_cloud.errors import Corrupt, FailedPrecondition, InvalidInput, NotFound
 from barman_cloud.format.backup_id import is_backup_id
+from barman_cloud.format.backup_info import unrestorable_reason
 from barman_cloud.format.keys import ServerLayout
-from barman_cloud.restore.download import DEFAULT_PART_SIZE, Feed, RestoreAborted, object_chunks
+from barman_cloud.restore.download import (
+    RANGE_SIZE,
+    RANGED_MIN_SIZE,
+    READ_AHEAD,
+    Pipe,
+    RestoreAborted,
+    object_chunks,
+)
 from barman_cloud.restore.extract import (
-    ChunkStream,
+    MAX_PIECE,
     DirectoryMeta,
     Extractor,
     ExtractStats,
+    TarStream,
     apply_directory_metadata,
     check_links,
     chown_tree,
+    decompress,
+    decompressed,
+    sync_filesystems,
 )
 from barman_cloud.restore.recovery_config import RecoveryConfig, write_recovery_config
 from barman_cloud.restore.targets import RecoveryTarget, choose_backup
 from barman_cloud.storage import ReadableStore
+from barman_cloud.storage.integrity import Expected, verified
+from barman_cloud.verify.manifest import ArchiveChecksum, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +99,8 @@ async def _find_backup(store: ReadableStore, layout: ServerLayout, backup_id: st
                 hint="list the backups with `barman-cloud-plugin backup-list`",
             ) from None
         if not backup.is_completed:
-            raise FailedPrecondition(
-                f"backup {backup_id} cannot be restored: its status is {backup.status}",
-                hint="choose a backup with status DONE (barman-cloud-plugin backup-list)",
-            )
+            reason, hint = unrestorable_reason(backup.info) or (f"its status is {backup.status}", None)
+            raise FailedPrecondition(f"backup {backup_id} cannot be restored: {reason}", hint=hint)
         return backup
     return choose_backup(await load_catalog(store, layout), RecoveryTarget(), backup_id)
 
@@ -215,74 +229,137 @@ def prepare_targets(targets: Mapping[str, Path], backup_id: str, server: str) ->
 # -- extraction ---------------------------------------------------------------------------------
 
 
+DECOMPRESSED_AHEAD = 8 * MAX_PIECE
+"""Decompressed bytes queued between an archive's decompression and its writer."""
+
+
 class _Extraction:
     """Shared state of one restore's archive extractions: the first failure stops the others."""
 
-    def __init__(self, store: ReadableStore, executor: ThreadPoolExecutor, jobs: int) -> None:
+    def __init__(
+        self,
+        store: ReadableStore,
+        executor: ThreadPoolExecutor,
+        jobs: int,
+        ranged_min_size: int | None,
+        checksums: Mapping[str, ArchiveChecksum] | None = None,
+    ) -> None:
         self.store = store
+        self.checksums = checksums or {}
         self.executor = executor
         self.downloads = asyncio.Semaphore(jobs)
         self.window = max(2, jobs)
-        self.feeds: set[Feed] = set()
+        self.ranged_min_size = ranged_min_size
+        # A ranged object is read in at least 4 ranges (RANGE_SIZE for the default threshold).
+        self.range_size = (
+            RANGE_SIZE if ranged_min_size is None else min(RANGE_SIZE, max(1, ranged_min_size // 4))
+        )
+        self.pipes: set[Pipe] = set()
         self.error: BaseException | None = None
 
     def fail(self, error: BaseException) -> None:
         if self.error is None:
             self.error = error
-            for feed in self.feeds:
-                feed.abort()
+            for pipe in self.pipes:
+                pipe.abort()
 
-    async def extract(self, archive: ArchiveObject, root: Path) -> tuple[ExtractStats, int]:
+    async def extract(self, archive: ArchiveObject, root: Path, *, split: bool) -> tuple[ExtractStats, int]:
+        """Download -> decompress -> extract, overlapping: the download always runs ahead; with
+        ``split`` the decompression has its own thread, else the writer's thread decompresses."""
         loop = asyncio.get_running_loop()
-        feed = Feed(loop)
-        self.feeds.add(feed)
+        raw = Pipe(READ_AHEAD)
+        pipes = [raw]
         chunks = object_chunks(
-            self.store, archive.key, archive.size, limit=self.downloads, part_size=DEFAULT_PART_SIZE,
-            window=self.window,
+            self.store, archive.key, archive.size, limit=self.downloads,
+            ranged_min_size=self.ranged_min_size, part_size=self.range_size, window=self.window,
         )  # fmt: skip
-        pump = asyncio.ensure_future(feed.pump(chunks))
+        recorded = self.checksums.get(archive.key.rsplit("/", 1)[-1])
+        if recorded is not None:
+            # Archives uploaded in parts carry no checksum of their own (their metadata is fixed
+            # before the first byte): the backup's manifest has it. A mismatch fails this archive
+            # (and the restore, which a retry cleans) before its last bytes are extracted.
+            if recorded.size != archive.size:
+                raise Corrupt(
+                    f"{archive.key} is corrupt: {archive.size} bytes stored, {recorded.size} recorded "
+                    "in the backup's manifest",
+                    hint="use another backup; `barman-cloud-plugin verify` lists the damaged objects",
+                )
+            chunks = verified(
+                chunks, Expected("sha256", recorded.sha256, "the backup's manifest"), archive.key
+            )
+        pump = asyncio.ensure_future(raw.pump(chunks))
+        helpers: list[asyncio.Future[None]] = []
+        source = raw.get
+        if archive.codec is not None and not split:
+            source = decompressed(raw.get, archive.codec, archive.key)
+        elif archive.codec is not None:
+            plain = Pipe(DECOMPRESSED_AHEAD)
+            pipes.append(plain)
+            helpers.append(
+                loop.run_in_executor(
+                    self.executor, decompress, raw.get, archive.codec, plain.put, plain.close, archive.key
+                )
+            )
+            source = plain.get
+        self.pipes.update(pipes)
         extractor = Extractor(root, archive.key, reserved=frozenset({MARKER}))
-        work = loop.run_in_executor(
-            self.executor, extractor.run, ChunkStream(feed, archive.codec, archive.key)
+        work: asyncio.Future[ExtractStats] = loop.run_in_executor(
+            self.executor, extractor.run, TarStream(source)
         )
+
+        async def settle() -> None:
+            """Every stage of this archive stopped: threads returned, the stream closed."""
+            with contextlib.suppress(BaseException):
+                await asyncio.gather(work, *helpers, return_exceptions=True)
+            with contextlib.suppress(BaseException):
+                await pump
+
         try:
             stats = await asyncio.shield(work)
         except asyncio.CancelledError:
-            feed.abort()  # the thread stops at its next read
-            feed.stop()
+            for pipe in pipes:
+                pipe.abort()  # the threads stop at their next read or write
             pump.cancel()
-            with contextlib.suppress(BaseException):
-                await asyncio.wait([work])
-            with contextlib.suppress(BaseException):
-                await pump
+            await settle()
             raise
         except BaseException as error:
-            # The thread failed: stop the download after its current read, streams closed cleanly.
+            # The writer failed: stop the others after their current step, streams closed cleanly.
             if not isinstance(error, RestoreAborted):
                 self.fail(error)
-            feed.stop()
-            with contextlib.suppress(BaseException):
-                await pump
+            for pipe in pipes:
+                pipe.abort()
+            await settle()
             raise
         finally:
-            self.feeds.discard(feed)
+            self.pipes.difference_update(pipes)
+        await asyncio.gather(*helpers)
         return stats, await pump
 
 
 async def _extract_all(
-    store: ReadableStore, archives: list[tuple[ArchiveObject, Path]], jobs: int
+    store: ReadableStore,
+    archives: list[tuple[ArchiveObject, Path]],
+    jobs: int,
+    ranged_min_size: int | None,
+    checksums: Mapping[str, ArchiveChecksum] | None = None,
 ) -> list[tuple[ArchiveObject, ExtractStats, int]]:
     extractions = asyncio.Semaphore(jobs)
     results: list[tuple[ArchiveObject, ExtractStats, int]] = []
-    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="restore") as executor:
-        run = _Extraction(store, executor, jobs)
+    # Parallelism across archives first. An archive bigger than its share (``total / jobs``: a
+    # single data.tar, or one much larger than the others) would run alone for a while: it gets
+    # a decompression thread beside its writer, on a core the other archives leave idle; the
+    # others decompress in their writer's thread (fewer hand-overs, less CPU when all cores are
+    # busy anyway). Two threads per archive in flight at most: the pool is never short of one.
+    share = sum(archive.size for archive, _ in archives) / jobs
+    with ThreadPoolExecutor(max_workers=2 * jobs, thread_name_prefix="restore") as executor:
+        run = _Extraction(store, executor, jobs, ranged_min_size, checksums)
 
         async def one(archive: ArchiveObject, root: Path) -> None:
             async with extractions:
                 if run.error is not None:
                     return
                 log.info("extracting", extra={"key": archive.key, "bytes": archive.size, "into": str(root)})
-                stats, downloaded = await run.extract(archive, root)
+                stats, downloaded = await run.extract(archive, root, split=archive.size > share)
                 results.append((archive, stats, downloaded))
 
         # The biggest first: they bound the total time.
@@ -334,7 +411,8 @@ def _finish(
             chown_tree(root, owner)
             if base != DATA:
                 os.chmod(root, stat.S_IRWXU)
-    os.sync()  # everything on disk before the markers go: a marker-less directory is complete
+    # Everything on disk before the markers go: a marker-less directory is complete.
+    sync_filesystems(list(targets.values()))
     for root in targets.values():
         (root / MARKER).unlink()
         _fsync_dir(root)
@@ -378,13 +456,15 @@ async def restore_backup(
     jobs: int = 4,
     tablespace_map: Mapping[str, Path] | None = None,
     recovery: RecoveryConfig | None = None,
+    ranged_min_size: int | None = RANGED_MIN_SIZE,
 ) -> RestoreResult:
     """Restore ``backup_id`` (an ID, a name or a shortcut) into ``destination``.
 
     ``tablespace_map`` relocates tablespaces by name; ``recovery`` also writes the recovery
-    configuration (:mod:`.recovery_config`). Raises NotFound (no such backup or archive),
-    FailedPrecondition (status not DONE, a target that is not ours), InvalidInput (unsafe or
-    damaged archive, bad mapping), Unavailable (the store).
+    configuration (:mod:`.recovery_config`). Archives of at least ``ranged_min_size`` bytes are
+    downloaded with parallel ranged GETs (None: never; see :mod:`.download`). Raises NotFound (no
+    such backup or archive), FailedPrecondition (status not DONE, a target that is not ours),
+    InvalidInput (unsafe or damaged archive, bad mapping), Unavailable (the store).
     """
     if jobs < 1:
         raise InvalidInput(f"jobs must be at least 1, not {jobs}")
@@ -410,6 +490,20 @@ async def restore_backup(
             f"backup {backup.backup_id} has several main archives for {base}: {', '.join(keys)}",
             hint="remove the one that does not belong to the backup",
         )
+    # Our backups record their archives' SHA-256 (barman's have no manifest: nothing to check).
+    # Checked against the listing before anything is written: an extra part of data.tar that is
+    # gone would otherwise restore "successfully" without its files (each part is a whole tar).
+    checksums = await read_manifest(store, layout, backup.backup_id)
+    if checksums is not None:
+        stored = {obj.key.rsplit("/", 1)[-1]: obj.size for obj in archives.objects}
+        for name, recorded in sorted(checksums.items()):
+            if stored.get(name) != recorded.size:
+                found = "missing" if name not in stored else f"{stored[name]} bytes"
+                raise Corrupt(
+                    f"backup {backup.backup_id} is damaged: its manifest records {name} of "
+                    f"{recorded.size} bytes, the store has {found}",
+                    hint="use another backup; `barman-cloud-plugin verify` lists the damaged objects",
+                )
     try:
         cleaned = await asyncio.to_thread(prepare_targets, targets, backup.backup_id, layout.server)
     except OSError as error:
@@ -422,7 +516,9 @@ async def restore_backup(
                "archives": len(archives.objects), "bytes": archives.total_size, "jobs": jobs},
     )  # fmt: skip
     work = [(obj, targets[obj.base]) for obj in archives.objects]
-    results = await _extract_all(store, work, jobs)
+    extracting = asyncio.get_running_loop().time()
+    results = await _extract_all(store, work, jobs, ranged_min_size, checksums)
+    finishing = asyncio.get_running_loop().time()
     try:
         await asyncio.to_thread(_finish, backup, targets, results, recovery)
     except OSError as error:
@@ -435,7 +531,9 @@ async def restore_backup(
     log.info(
         "backup restored",
         extra={"backup_id": backup.backup_id, "destination": str(destination), "downloaded": downloaded,
-               "written": written, "seconds": round(asyncio.get_running_loop().time() - started, 3)},
+               "written": written, "seconds": round(asyncio.get_running_loop().time() - started, 3),
+               "extraction_seconds": round(finishing - extracting, 3),
+               "finish_seconds": round(asyncio.get_running_loop().time() - finishing, 3)},
     )  # fmt: skip
     return RestoreResult(
         backup_id=backup.backup_id,

@@ -1,7 +1,7 @@
 """Safe, streaming extraction of one tar archive into a directory (runs in a worker thread).
 
-The tar stream is parsed by Python's ``tarfile`` in stream mode (ustar, GNU and PAX, as barman
-writes and reads them); every member is then written by this module, never by ``tarfile``:
+Headers are parsed by Python's ``tarfile`` (ustar, GNU and PAX, as barman writes and reads them);
+every member is then written by this module, never by ``tarfile``:
 
 - names: no absolute path, no ``..`` component, no NUL; ``./x`` and ``x`` are the same member;
 - types: directories, regular files, symbolic links and hard links only; a character or block
@@ -18,30 +18,56 @@ writes and reads them); every member is then written by this module, never by ``
   block its own content. Owners are not copied member by member: the root entry's owner (by name,
   else by number) is recorded, and the engine gives the whole restored tree to it when root.
 
-Memory stays bounded: compressed input is fed to the decompressor in small slices, so a highly
-compressible member (empty relation pages) cannot expand one network chunk into gigabytes.
+The stream is read by :class:`TarStream` (headers by ``tarfile.TarInfo.fromtarfile``, so they are
+read exactly as ``tarfile`` reads them, with its end-of-archive rules); file data goes from the
+decompressed pieces straight to ``os.write`` as memory views, without the copies of ``tarfile``'s
+stream layers (they cost more CPU than the lz4 decompression). A header that fails its checksum
+after the first member is an error here (``tarfile`` silently stops there). Sparse members are
+refused (barman never writes them).
+
+Memory stays bounded: decompression, in its own thread (:func:`decompress`) or in the writer's
+(:func:`decompressed`), yields pieces of at most ``MAX_PIECE`` bytes (``max_length`` for gzip,
+bzip2 and lz4, small input slices for the others), so a highly compressible member (empty
+relation pages) cannot expand one network chunk into gigabytes; extended headers (PAX, GNU long
+names) larger than ``MAX_HEADER`` are refused.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import grp
 import os
 import pwd
 import stat
 import tarfile
+import zlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 from barman_cloud.errors import BarmanCloudError, FailedPrecondition, InvalidInput
-from barman_cloud.format.compression import Codec, Decompressor
+from barman_cloud.format.compression import Codec
+from barman_cloud.restore.download import Chunk, RestoreAborted
 
-COPY_BUFFER = 1024 * 1024
-INPUT_SLICE = 16 * 1024
-TAR_BUFFER = 1024 * 1024
+MAX_PIECE = 1024 * 1024
+"""Largest decompressed piece handed to the writer (and written by one ``os.write``)."""
+INPUT_SLICE = 64 * 1024
+"""Compressed input per call for codecs without an output bound (snappy: <= ~1.4 MiB out)."""
+MAX_HEADER = 16 * 1024 * 1024
+"""Largest extended header (PAX records, GNU long name) read into memory."""
+
+# What TarInfo.fromtarfile raises (not in typeshed): how TarFile.next tells the end from damage.
+_END_OF_ARCHIVE: type[Exception] = tarfile.EOFHeaderError  # type: ignore[attr-defined]
+_NO_HEADER: type[Exception] = tarfile.EmptyHeaderError  # type: ignore[attr-defined]
+_BAD_HEADER: tuple[type[Exception], ...] = (
+    _NO_HEADER,
+    tarfile.TruncatedHeaderError,  # type: ignore[attr-defined]
+    tarfile.InvalidHeaderError,  # type: ignore[attr-defined]
+)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _FD_CACHE = 32
@@ -97,67 +123,256 @@ def link_stays_inside(parts: Parts, target: str) -> bool:
     return True
 
 
-class ChunkStream:
-    """A file-like ``read()`` over compressed chunks (``next_chunk`` returns None at the end)."""
+def sync_filesystems(paths: list[Path]) -> None:
+    """Everything written to the filesystems holding ``paths`` on disk: ``syncfs`` once per
+    filesystem (not the whole machine's dirty data, as ``sync`` would), else ``os.sync``.
 
-    def __init__(self, next_chunk: Callable[[], bytes | None], codec: Codec | None, where: str) -> None:
-        self._next = next_chunk
-        self._decompressor: Decompressor | None = codec.decompressor() if codec else None
-        self._where = where
-        self._pending = b""
-        self._pending_at = 0
-        self._buffer = bytearray()
-        self._offset = 0
-        self._eof = False
-        self.raw_bytes = 0
-
-    def _decompress(self, data: bytes, final: bool = False) -> bytes:
-        assert self._decompressor is not None
+    One call rather than an fsync per file (thousands of journal commits). Starting the
+    writeback of each file as it is written (``sync_file_range``) was measured too: no gain here,
+    the kernel already writes back in the background during a large restore."""
+    call: Any = None
+    with contextlib.suppress(OSError, AttributeError):
+        call = ctypes.CDLL(None, use_errno=True).syncfs
+    if call is None:
+        os.sync()
+        return
+    seen: set[int] = set()
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            out = self._decompressor.decompress(data) if data else b""
-            return out + self._decompressor.flush() if final else out
-        except BarmanCloudError as error:
-            raise InvalidInput(f"{self._where}: {error.message}", hint="the archive is damaged") from None
-        except Exception as error:  # zlib.error, OSError("Invalid data stream"), lz4/snappy errors
-            raise InvalidInput(
-                f"{self._where}: corrupt compressed data ({type(error).__name__}: {error})",
-                hint="the archive is damaged or its suffix does not match its compression",
-            ) from None
+            device = os.fstat(fd).st_dev
+            if device not in seen:
+                seen.add(device)
+                if call(fd) != 0:
+                    error = ctypes.get_errno()
+                    raise OSError(error, f"syncfs: {os.strerror(error)}", str(path))
+        finally:
+            os.close(fd)
 
-    def _fill(self) -> None:
-        if self._pending_at >= len(self._pending):
-            chunk = self._next()
-            if chunk is None:
-                if self._decompressor is not None:
-                    self._buffer += self._decompress(b"", final=True)
+
+class _Stream(Protocol):
+    """A decompressor bounded in output: pieces of at most MAX_PIECE bytes."""
+
+    def feed(self, data: Chunk) -> Iterator[bytes]: ...
+
+    def finish(self) -> Iterator[bytes]: ...
+
+
+class _GzipStream:
+    """gzip with ``max_length``; reads on across concatenated members like Python's gzip module."""
+
+    def __init__(self) -> None:
+        self._d = zlib.decompressobj(31)
+
+    def feed(self, data: Chunk) -> Iterator[bytes]:
+        # In slices: what zlib leaves unconsumed at max_length is copied on every call.
+        view = memoryview(data)
+        for at in range(0, len(view), INPUT_SLICE):
+            yield from self._feed(view[at : at + INPUT_SLICE])
+
+    def _feed(self, data: Chunk) -> Iterator[bytes]:
+        pending: Chunk = data
+        while True:
+            if self._d.eof:
+                if not pending:
+                    return
+                self._d = zlib.decompressobj(31)  # another member follows
+            out = self._d.decompress(pending, MAX_PIECE)
+            if out:
+                yield out
+            pending = self._d.unused_data if self._d.eof else self._d.unconsumed_tail
+            if not pending and len(out) < MAX_PIECE:
+                return  # all input consumed and no output held back
+
+    def finish(self) -> Iterator[bytes]:
+        if not self._d.eof:
+            raise InvalidInput("truncated gzip stream")
+        yield from ()
+
+
+class _NeedsInputStream:
+    """bzip2 and lz4 frames: the ``decompress(data, max_length)`` / ``needs_input`` protocol."""
+
+    def __init__(self, new: Callable[[], Any], name: str) -> None:
+        self._new = new
+        self._d = new()
+        self._name = name
+
+    def feed(self, data: Chunk) -> Iterator[bytes]:
+        pending: Chunk = data
+        while True:
+            if self._d.eof:
+                if not pending:
+                    return
+                self._d = self._new()  # another stream follows
+            out = bytes(self._d.decompress(pending, MAX_PIECE))
+            pending = b""
+            if out:
+                yield out
+            if self._d.eof:
+                pending = self._d.unused_data
+            elif self._d.needs_input:
+                return
+
+    def finish(self) -> Iterator[bytes]:
+        if not self._d.eof:
+            raise InvalidInput(f"truncated {self._name} stream")
+        yield from ()
+
+
+class _SlicedStream:
+    """Any other codec: compressed input fed in small slices."""
+
+    def __init__(self, codec: Codec) -> None:
+        self._d = codec.decompressor()
+
+    def feed(self, data: Chunk) -> Iterator[bytes]:
+        view = memoryview(data)
+        for at in range(0, len(view), INPUT_SLICE):
+            out = self._d.decompress(bytes(view[at : at + INPUT_SLICE]))
+            if out:
+                yield out
+
+    def finish(self) -> Iterator[bytes]:
+        out = self._d.flush()
+        if out:
+            yield out
+
+
+def _bounded(codec: Codec) -> _Stream:
+    if codec.name == "gzip":
+        return _GzipStream()
+    if codec.name == "bzip2":
+        import bz2
+
+        return _NeedsInputStream(bz2.BZ2Decompressor, "bzip2")
+    if codec.name == "lz4":
+        import lz4.frame
+
+        return _NeedsInputStream(lz4.frame.LZ4FrameDecompressor, "lz4")
+    return _SlicedStream(codec)
+
+
+def decompress(
+    source: Callable[[], Chunk | None],
+    codec: Codec,
+    sink: Callable[[Chunk], None],
+    close: Callable[[BaseException | None], None],
+    where: str,
+) -> None:
+    """The decompression stage (a worker thread): compressed chunks from ``source``, bounded
+    pieces to ``sink``; ``close`` ends the output, with the error if any (the reader raises it)."""
+    stream = _bounded(codec)
+    try:
+        while (chunk := source()) is not None:
+            for piece in _checked(stream.feed(chunk), where):
+                sink(piece)
+        for piece in _checked(stream.finish(), where):
+            sink(piece)
+    except RestoreAborted:
+        return
+    except Exception as error:
+        close(error)
+        return
+    close(None)
+
+
+def decompressed(source: Callable[[], Chunk | None], codec: Codec, where: str) -> Callable[[], Chunk | None]:
+    """The decompression inline, in the reader's thread: ``source``'s chunks as bounded pieces."""
+    stream = _bounded(codec)
+
+    def pieces() -> Iterator[bytes]:
+        while (chunk := source()) is not None:
+            yield from _checked(stream.feed(chunk), where)
+        yield from _checked(stream.finish(), where)
+
+    iterator = pieces()
+    return lambda: next(iterator, None)
+
+
+def _checked(pieces: Iterator[bytes], where: str) -> Iterator[bytes]:
+    try:
+        yield from pieces
+    except BarmanCloudError as error:
+        raise InvalidInput(f"{where}: {error.message}", hint="the archive is damaged") from None
+    except RestoreAborted:
+        raise
+    except Exception as error:  # zlib.error, OSError("Invalid data stream"), EOFError, lz4/snappy errors
+        raise InvalidInput(
+            f"{where}: corrupt compressed data ({type(error).__name__}: {error})",
+            hint="the archive is damaged or its suffix does not match its compression",
+        ) from None
+
+
+class TarStream:
+    """The tar bytes, from pieces handed over by ``next_piece`` (None at the end), read in order.
+
+    ``read``/``tell`` are what ``tarfile.TarInfo.fromtarfile`` needs for headers; member data is
+    taken as memory views of the pieces (:meth:`views`), never copied.
+    """
+
+    def __init__(self, next_piece: Callable[[], Chunk | None]) -> None:
+        self._next = next_piece
+        self._piece = memoryview(b"")
+        self._at = 0
+        self._position = 0
+        self._eof = False
+
+    def _load(self) -> bool:
+        while self._at >= len(self._piece):
+            if self._eof:
+                return False
+            piece = self._next()
+            if piece is None:
                 self._eof = True
-                return
-            self.raw_bytes += len(chunk)
-            if self._decompressor is None:
-                self._buffer += chunk
-                return
-            self._pending, self._pending_at = chunk, 0
-        piece = self._pending[self._pending_at : self._pending_at + INPUT_SLICE]
-        self._pending_at += len(piece)
-        self._buffer += self._decompress(piece)
+                self._piece, self._at = memoryview(b""), 0
+                return False
+            self._piece, self._at = memoryview(piece), 0
+        return True
 
-    def read(self, size: int = -1) -> bytes:
-        while (size < 0 or len(self._buffer) - self._offset < size) and not self._eof:
-            self._fill()
-        end = len(self._buffer) if size < 0 else min(len(self._buffer), self._offset + size)
-        data = bytes(self._buffer[self._offset : end])
-        self._offset = end
-        if self._offset >= len(self._buffer) // 2:
-            del self._buffer[: self._offset]
-            self._offset = 0
-        return data
+    def tell(self) -> int:
+        return self._position
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes (fewer only at the end): extended headers, bounded."""
+        if size > MAX_HEADER:
+            raise InvalidInput(f"a tar header of {size} bytes (more than {MAX_HEADER}): damaged archive")
+        parts = []
+        for view in self.views(size):
+            parts.append(bytes(view))
+        return b"".join(parts)
+
+    def views(self, size: int) -> Iterator[memoryview]:
+        """The next ``size`` bytes as views (fewer only at the end)."""
+        left = size
+        while left > 0 and self._load():
+            take = min(left, len(self._piece) - self._at)
+            view = self._piece[self._at : self._at + take]
+            self._at += take
+            self._position += take
+            left -= take
+            yield view
+
+    def skip(self, size: int) -> int:
+        return sum(len(view) for view in self.views(size))
 
     def drain(self) -> None:
-        """Read (and check) the rest of the stream: tar padding, compression trailer."""
-        while not self._eof:
-            self._fill()
-            self._buffer.clear()
-            self._offset = 0
+        """Read (and check) the rest: tar padding, compression trailer, download errors."""
+        while self._load():
+            self._position += len(self._piece) - self._at
+            self._at = len(self._piece)
+
+
+class _Headers:
+    """What ``tarfile.TarInfo.fromtarfile`` reads from a ``TarFile``: the stream, the encoding
+    (``tarfile``'s defaults for reading), global PAX headers and the offset of the next header."""
+
+    def __init__(self, stream: TarStream) -> None:
+        self.fileobj = stream
+        self.encoding = tarfile.ENCODING
+        self.errors = "surrogateescape"
+        self.pax_headers: dict[str, str] = {}
+        self.offset = 0
 
 
 class _Owners:
@@ -270,32 +485,38 @@ class Extractor:
 
     # -- members ---------------------------------------------------------------------------------
 
-    def _open(self, stream: ChunkStream) -> tarfile.TarFile:
-        try:
-            return tarfile.open(fileobj=stream, mode="r|", bufsize=TAR_BUFFER)  # type: ignore[call-overload, no-any-return]
-        except tarfile.TarError as error:
-            raise InvalidInput(f"{self.where} is not a tar archive: {error}") from None
-
-    def run(self, stream: ChunkStream) -> ExtractStats:
+    def run(self, stream: TarStream) -> ExtractStats:
         self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            with self._open(stream) as tar:
-                while True:
-                    try:
-                        member = tar.next()
-                    except tarfile.TarError as error:
-                        raise InvalidInput(f"{self.where}: damaged tar archive: {error}") from None
-                    if member is None:
-                        break
-                    self._member(tar, member)
-                    tar.members.clear()  # type: ignore[attr-defined]  # stream mode keeps every header
-                stream.drain()
+            headers = _Headers(stream)
+            while (member := self._next(headers)) is not None:
+                self._member(stream, member)
+            stream.drain()
         finally:
             self._close_fds()
             os.close(self._root_fd)
         return self.stats
 
-    def _member(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    def _next(self, headers: _Headers) -> tarfile.TarInfo | None:
+        """The next member, or None at the end of the archive (``TarFile.next``'s rules)."""
+        stream = headers.fileobj
+        gap = headers.offset - stream.tell()
+        if gap > 0 and stream.skip(gap) < gap:
+            raise InvalidInput(f"{self.where}: damaged tar archive: unexpected end of data")
+        try:
+            return tarfile.TarInfo.fromtarfile(headers)  # type: ignore[arg-type]
+        except _END_OF_ARCHIVE:
+            return None  # a zero block: the end
+        except _BAD_HEADER as error:
+            if headers.offset == 0:
+                raise InvalidInput(f"{self.where} is not a tar archive: {error}") from None
+            if isinstance(error, _NO_HEADER):
+                return None  # no end-of-archive blocks, as tarfile accepts
+            raise InvalidInput(f"{self.where}: damaged tar archive: {error}") from None
+        except tarfile.TarError as error:
+            raise InvalidInput(f"{self.where}: damaged tar archive: {error}") from None
+
+    def _member(self, stream: TarStream, member: tarfile.TarInfo) -> None:
         name = member.name
         parts = member_parts(name, where=self.where)
         if parts and parts[0] in self.reserved and len(parts) == 1:
@@ -307,7 +528,11 @@ class Extractor:
             if member.isdir():
                 self._directory(parts, member)
             elif member.isreg():
-                self._file(tar, parts, member)
+                if member.sparse is not None:
+                    raise InvalidInput(
+                        f"refusing member {name!r} of {self.where}: sparse files are not supported"
+                    )
+                self._file(stream, parts, member)
             elif member.issym():
                 self._symlink(parts, member)
             elif member.islnk():
@@ -346,29 +571,23 @@ class Extractor:
                           float(member.mtime))
         )  # fmt: skip
 
-    def _file(self, tar: tarfile.TarFile, parts: Parts, member: tarfile.TarInfo) -> None:
+    def _create(self, parent: int, leaf: str, name: str) -> int:
+        try:
+            return os.open(leaf, _FILE_FLAGS, 0o600, dir_fd=parent)
+        except FileExistsError:  # a member replacing an earlier one
+            self._clear(parent, leaf, name)
+            return os.open(leaf, _FILE_FLAGS, 0o600, dir_fd=parent)
+
+    def _file(self, stream: TarStream, parts: Parts, member: tarfile.TarInfo) -> None:
         self._require_leaf(parts, member.name)
         parent = self.dir_fd(parts[:-1], create=True, name=member.name)
-        self._clear(parent, parts[-1], member.name)
-        fd = os.open(parts[-1], _FILE_FLAGS, 0o600, dir_fd=parent)
+        fd = self._create(parent, parts[-1], member.name)
         try:
-            source = tar.extractfile(member)
-            if source is None:  # pragma: no cover - isreg() members always have a file object
-                raise InvalidInput(f"{self.where}: no data for {member.name}")
             written = 0
-            while True:
-                try:
-                    data = source.read(COPY_BUFFER)
-                except tarfile.TarError as error:
-                    raise InvalidInput(
-                        f"{self.where}: damaged tar archive at {member.name}: {error}"
-                    ) from None
-                if not data:
-                    break
-                view = memoryview(data)
+            for view in stream.views(member.size):
+                written += len(view)
                 while view:
                     view = view[os.write(fd, view) :]
-                written += len(data)
             if written != member.size:
                 raise InvalidInput(
                     f"{self.where}: {member.name} is truncated ({written} of {member.size} bytes)"

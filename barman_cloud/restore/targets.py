@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from barman_cloud.catalog.listing import Backup, Catalog
 from barman_cloud.catalog.resolve import resolve_backup_id
 from barman_cloud.errors import FailedPrecondition, InvalidInput, NotFound
+from barman_cloud.format.backup_info import unrestorable_reason
 from barman_cloud.format.wal import parse_lsn
 
 AUTOMATIC = frozenset({"latest", "last", "auto"})
@@ -33,17 +34,21 @@ _TIMELINE = re.compile(r"^(latest|current|[1-9][0-9]*)$")
 _XID = re.compile(r"^[0-9]+$")
 
 
-def parse_target_time(text: str) -> datetime:
-    """An ISO 8601 or PostgreSQL-style timestamp; naive times are local time (barman's rule)."""
+def parse_target_time(text: str, *, naive_is_utc: bool = False) -> datetime:
+    """An ISO 8601 or PostgreSQL-style timestamp. A naive time is local time for the tools
+    (barman's rule) and UTC for a Cluster's ``targetTime`` (upstream's rule since #699: the
+    sidecar's local zone is whatever the Pod happens to set)."""
     value = text.strip()
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise InvalidInput(
             f"invalid target time {text!r}",
-            hint="use ISO 8601 with a zone, e.g. 2026-01-31 12:00:00+00:00 (a naive time is local time)",
+            hint="use ISO 8601 with a zone, e.g. 2026-01-31 12:00:00+00:00",
         ) from None
-    return moment if moment.tzinfo else moment.astimezone()
+    if moment.tzinfo:
+        return moment
+    return moment.replace(tzinfo=UTC) if naive_is_utc else moment.astimezone()
 
 
 @dataclass(frozen=True)
@@ -69,11 +74,11 @@ class RecoveryTarget:
             )
         if self.lsn is not None:
             parse_lsn(self.lsn)
-        if self.xid is not None and not _XID.match(self.xid):
+        if self.xid is not None and not _XID.fullmatch(self.xid):
             raise InvalidInput(f"invalid target xid {self.xid!r}", hint="a transaction ID, e.g. 1234")
         if self.name is not None and not self.name:
             raise InvalidInput("empty target name")
-        if self.timeline is not None and not _TIMELINE.match(self.timeline):
+        if self.timeline is not None and not _TIMELINE.fullmatch(self.timeline):
             raise InvalidInput(
                 f"invalid target timeline {self.timeline!r}", hint="latest, current or a number"
             )
@@ -121,10 +126,8 @@ def choose_backup(catalog: Catalog, target: RecoveryTarget, backup: str | None =
     if backup is not None and backup not in AUTOMATIC:
         chosen = catalog.get(resolve_backup_id(catalog, backup))
         if not chosen.is_completed:
-            raise FailedPrecondition(
-                f"backup {chosen.backup_id} cannot be restored: its status is {chosen.status}",
-                hint="choose a backup with status DONE (barman-cloud-plugin backup-list)",
-            )
+            reason, hint = unrestorable_reason(chosen.info) or (f"its status is {chosen.status}", None)
+            raise FailedPrecondition(f"backup {chosen.backup_id} cannot be restored: {reason}", hint=hint)
         if not _ends_before(chosen, target):
             raise InvalidInput(
                 f"backup {chosen.backup_id} ended after the recovery target "

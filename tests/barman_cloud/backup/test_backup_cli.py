@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -62,7 +63,7 @@ def test_backup_with_the_libpq_environment(
     assert result.returncode == 0, result.stderr
     backup_id = result.stdout.strip()
     base = workdir / "bucket/pg/base" / backup_id
-    assert sorted(p.name for p in base.iterdir()) == ["backup.info", "data.tar.lz4"]
+    assert sorted(p.name for p in base.iterdir()) == ["backup.info", "bcp_checksums.json", "data.tar.lz4"]
     info = parse_backup_info((base / "backup.info").read_bytes())
     assert (info.status, info.backup_name, (info.version or 0) // 10000) == ("DONE", "weekly", pg_version)
     assert info.copy_stats and info.copy_stats["number_of_workers"] == 2
@@ -80,8 +81,10 @@ def test_options_override_the_object_store(
                  "--immediate-checkpoint", "--max-archive-size", "1MB")  # fmt: skip
     assert result.returncode == 0, result.stderr
     base = workdir / "bucket/pg/base" / result.stdout.strip()
-    parts = sorted(p.name for p in base.iterdir() if p.name != "backup.info")
+    parts = sorted(p.name for p in base.iterdir() if p.name not in ("backup.info", "bcp_checksums.json"))
     assert parts[0] == "data.tar.gz" and "data_0001.tar.gz" in parts
+    recorded = json.loads((base / "bcp_checksums.json").read_text())["objects"]
+    assert sorted(recorded) == parts  # every part's checksum, in the manifest
     info = parse_backup_info((base / "backup.info").read_bytes())
     assert info.copy_stats and info.copy_stats["number_of_workers"] == 1
 

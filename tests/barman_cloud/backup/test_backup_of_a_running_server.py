@@ -55,10 +55,12 @@ async def test_archive_content_order_and_backup_info(
     backup_id = result.backup_id
     data_key = layout.archive(backup_id, "data", 0, None)
     info_key = layout.backup_info(backup_id)
-    # backup.info first (STARTED, barman 3.19) and last (DONE), the archive in between.
-    assert store.written == [info_key, data_key, info_key]
+    manifest_key = f"{layout.backup_dir(backup_id)}bcp_checksums.json"
+    # backup.info first (STARTED, barman 3.19) and last (DONE), the archive in between, then the
+    # archives' checksum manifest just before the final backup.info.
+    assert store.written == [info_key, data_key, manifest_key, info_key]
     assert result.archives == (data_key,)
-    assert await object_keys(fs_store, layout.backup_dir(backup_id)) == [info_key, data_key]
+    assert await object_keys(fs_store, layout.backup_dir(backup_id)) == [info_key, manifest_key, data_key]
     started = parse_backup_info(store.bodies[info_key][0])
     assert started.status == "STARTED" and started.begin_wal and started.begin_time and started.timeline
     assert started.end_time is None and started.backup_label is None and started.copy_stats is None

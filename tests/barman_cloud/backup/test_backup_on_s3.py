@@ -51,7 +51,7 @@ stringData: {{ID: {moto_s3.access_key}, SECRET: {moto_s3.secret_key}}}
         keys = await object_keys(store, layout.backup_dir(result.backup_id))
     finally:
         await store.close()
-    assert [key.rsplit("/", 1)[1] for key in keys] == ["backup.info", "data.tar.snappy"]
+    assert [key.rsplit("/", 1)[1] for key in keys] == ["backup.info", "bcp_checksums.json", "data.tar.snappy"]
     for key in keys:
         tags = s3.get_object_tagging(Bucket=moto_s3.bucket, Key=key)["TagSet"]
         assert {tag["Key"]: tag["Value"] for tag in tags} == {"team": "databases", "cost center": "42"}

@@ -140,8 +140,9 @@ async def test_large_archive_with_ranged_parallel_downloads(
     big = random.Random(5).randbytes(20 * 1024 * 1024)  # noqa: S311 - test data, several 8 MiB ranges
     files = await put_cluster(bucket, layout, BACKUP, None, big=big)
     result = await restore_backup(
-        bucket, layout, "latest", tmp_path / "pgdata", tablespace_map={"fast": tmp_path / "t"}
-    )
+        bucket, layout, "latest", tmp_path / "pgdata", tablespace_map={"fast": tmp_path / "t"},
+        ranged_min_size=8 * 1024 * 1024,
+    )  # fmt: skip
     assert result.backup_id == BACKUP
     assert (tmp_path / "pgdata/base/1/big").read_bytes() == files["base/1/big"]
     assert result.downloaded_bytes > len(big)

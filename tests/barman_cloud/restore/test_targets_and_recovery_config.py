@@ -88,6 +88,9 @@ def test_targets_are_validated() -> None:
     assert parse_target_time("2026-01-02 03:04:05+02").utcoffset() == timedelta(hours=2)
     assert parse_target_time("2026-01-02T03:04:05Z") == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert parse_target_time("2026-01-02 03:04:05").tzinfo is not None  # naive: local time
+    assert parse_target_time("2026-01-02 03:04:05", naive_is_utc=True) == datetime(
+        2026, 1, 2, 3, 4, 5, tzinfo=UTC
+    )  # a Cluster's targetTime, as upstream reads it
 
 
 def test_recovery_configuration(tmp_path: Path) -> None:
