@@ -36,9 +36,14 @@ EXIT_NOT_FOUND = 1
 EXIT_UNREACHABLE = 2
 EXIT_BAD_INPUT = 3
 EXIT_OTHER = 4
+EXIT_CORRUPT = 255
+"""The object is damaged. Above 125, so that PostgreSQL aborts recovery (it treats 1-125 from
+restore_command as "not archived" and would end recovery early, promoting at that segment)."""
 
 
 def exit_code(error: BaseException) -> int:
+    if isinstance(error, errors.Corrupt):
+        return EXIT_CORRUPT
     if isinstance(error, errors.NotFound):
         return EXIT_NOT_FOUND
     if isinstance(error, errors.Unavailable | errors.Forbidden):
@@ -104,7 +109,7 @@ async def open_target(args: argparse.Namespace, stack: AsyncExitStack) -> Target
         raise errors.InvalidInput(
             "no object store given", hint="use -f FILE, or --namespace and --object-store"
         )
-    store = open_store(resolved.destination, resolved.credentials, resolved.options)
+    store = open_store(resolved.destination, resolved.credentials, resolved.wal_options)
     stack.push_async_callback(store.close)
     layout = ServerLayout(parse_destination(resolved.destination).prefix, args.server_name)
     return Target(object_store, resolved, store, layout)
@@ -141,7 +146,7 @@ async def _restore(args: argparse.Namespace, target: Target) -> int:
         return EXIT_OK
     if args.spool_dir is None:
         raise errors.InvalidInput("--parallel needs --spool-dir")
-    key = spool_key(target.resolved.destination, args.server_name)
+    key = spool_key(target.resolved.destination, args.server_name, target.resolved.options.endpoint_url)
     prefetcher = Prefetcher(restorer, args.spool_dir, key, depth=args.parallel)
     await prefetcher.restore(args.wal_name, args.destination)
     await prefetcher.drain()

@@ -30,7 +30,7 @@ from barman_cloud.storage.factory import open_store
 from barman_cloud.storage.location import parse_destination
 from barman_cloud.wal.archive import ArchiveSettings, WalArchiver
 from barman_cloud.wal.archive_ahead import ArchiveAhead
-from barman_cloud.wal.prefetch import Prefetcher, spool_key
+from barman_cloud.wal.prefetch import DEFAULT_BUDGET, Prefetcher, spool_key
 from barman_cloud.wal.restore import WalRestorer
 from plugin_grpc.kube import KubernetesReader
 from plugin_grpc.metadata import PLUGIN_NAME
@@ -78,9 +78,10 @@ class WalTarget:
 
     def prefetch(self) -> Prefetcher:
         if self.prefetcher is None:
-            # maxParallel keeps upstream's meaning (files fetched per call); at least a few ahead.
+            # maxParallel keeps upstream's meaning (files fetched at once), at least a few; the
+            # depth follows the segment size within the spool budget.
             depth = max(self.max_parallel, 4)
-            self.prefetcher = Prefetcher(self.restorer(), self.spool, self.key, depth)
+            self.prefetcher = Prefetcher(self.restorer(), self.spool, self.key, depth, budget=DEFAULT_BUDGET)
         return self.prefetcher
 
     async def close(self) -> None:
@@ -119,10 +120,14 @@ class WalTargets(Protocol):
 
 
 def open_target(resolved: ResolvedStore, server_name: str, spool: Path) -> WalTarget:
-    store = open_store(resolved.destination, resolved.credentials, resolved.options)
+    store = open_store(resolved.destination, resolved.credentials, resolved.wal_options)
     layout = ServerLayout(parse_destination(resolved.destination).prefix, server_name)
     return WalTarget(
-        resolved.object_store, store, layout, spool, spool_key(resolved.destination, server_name)
+        resolved.object_store,
+        store,
+        layout,
+        spool,
+        spool_key(resolved.destination, server_name, resolved.options.endpoint_url),
     )
 
 

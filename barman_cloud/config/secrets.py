@@ -7,14 +7,17 @@ through kubernetes-asyncio in ``plugin_grpc.kubernetes``, or a YAML file in
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Literal, Protocol
 
+from barman_cloud import logs
 from barman_cloud.config.command_args import apply_command_args
 from barman_cloud.config.object_store import ObjectStore, SecretKeySelector
 from barman_cloud.errors import InvalidInput, NotFound
+from barman_cloud.storage import Provider
 from barman_cloud.storage.options import (
     AzureCredentials,
     Credentials,
@@ -22,6 +25,8 @@ from barman_cloud.storage.options import (
     S3Credentials,
     StoreOptions,
 )
+
+_S3_ENCRYPTION: dict[str, Literal["AES256", "aws:kms"]] = {"AES256": "AES256", "aws:kms": "aws:kms"}
 
 
 class SecretSource(Protocol):
@@ -41,6 +46,16 @@ class ResolvedStore:
     @property
     def destination(self) -> str:
         return self.object_store.spec.configuration.destination_path
+
+    @property
+    def wal_options(self) -> StoreOptions:
+        """``options`` for WAL uploads: with ``wal.encryption`` (S3 server-side encryption, as
+        barman-cloud-wal-archive ``--encryption``; base backups use ``data.encryption``)."""
+        configuration = self.object_store.spec.configuration
+        encryption = _S3_ENCRYPTION.get(configuration.wal.encryption or "")
+        if encryption is None or configuration.provider is not Provider.S3:
+            return self.options
+        return replace(self.options, encryption=replace(self.options.encryption, s3=encryption))
 
 
 class _Reader:
@@ -86,6 +101,35 @@ class _Reader:
         return decoded.strip() if strip else decoded
 
 
+def _register_secrets(credentials: Credentials) -> None:
+    """Keep the credentials' values out of every log line (:func:`barman_cloud.logs.scrub`)."""
+    if isinstance(credentials, S3Credentials):
+        values: list[str | None] = [
+            credentials.access_key_id,
+            credentials.secret_access_key,
+            credentials.session_token,
+        ]
+    elif isinstance(credentials, AzureCredentials):
+        values = [credentials.connection_string, credentials.storage_key, credentials.sas_token]
+        for part in (credentials.connection_string or "").split(";"):
+            name, _, part_value = part.partition("=")
+            if name.strip().lower() in ("accountkey", "sharedaccesssignature"):
+                values.append(part_value)
+    elif isinstance(credentials, GoogleCredentials):
+        values = [credentials.application_credentials]
+        try:
+            document = json.loads(credentials.application_credentials or "null")
+        except ValueError:
+            document = None
+        if isinstance(document, dict):
+            values += [str(document.get(k)) for k in ("private_key", "private_key_id", "client_secret",
+                                                       "refresh_token") if document.get(k)]  # fmt: skip
+    else:
+        values = []
+    for value in values:
+        logs.register_secret(value)
+
+
 async def resolve(
     store: ObjectStore, secrets: SecretSource, *, environ: Mapping[str, str] | None = None
 ) -> ResolvedStore:
@@ -121,6 +165,7 @@ async def resolve(
             ),
             gke_environment=google.gke_environment,
         )
+    _register_secrets(credentials)
     options = StoreOptions(
         endpoint_url=configuration.endpoint_url or None,
         endpoint_ca=await read.raw(configuration.endpoint_ca, f"{at}.endpointCA"),
@@ -132,8 +177,15 @@ async def resolve(
         or environ.get("AWS_RESPONSE_CHECKSUM_VALIDATION", "").lower() == "when_supported"
     ):
         options = replace(options, s3_checksums="when_supported")
+    # One client serves archiving, backups and restores of a store: the store-level options of
+    # every list apply (a value given in two lists: the later list wins).
     options = apply_command_args(
         options,
-        [*configuration.wal.archive_additional_command_args, *configuration.data.additional_command_args],
+        [
+            *configuration.wal.archive_additional_command_args,
+            *configuration.data.additional_command_args,
+            *configuration.wal.restore_additional_command_args,
+            *configuration.data.restore_additional_command_args,
+        ],
     )
     return ResolvedStore(store, credentials, options)

@@ -3,10 +3,13 @@
 Choice of the object (better than barman, E-6): the complete segment in any compression beats its
 ``.partial``; ``.backup`` files are never served for a segment; a requested segment that exists only
 as ``.partial`` is served from it (needed right after a promotion). The suffix found last time is
-tried first with a plain GET, so the usual cost of a restore is one request, not a LIST and a GET.
+tried first with a plain GET, so the usual cost of a restore is one request, not a LIST and a GET;
+when a LIST is needed, one listing answers for the segment and its ``.partial``.
 
 The destination is written to a temporary name in its directory, fsynced and renamed: PostgreSQL
-never sees a partial file, and a failed restore leaves nothing behind.
+never sees a partial file, and a failed restore leaves nothing behind. The directory itself is not
+fsynced: a rename lost in a crash leaves no file (asked for again), never a torn one. The body is
+decompressed and written in a thread, a few MiB per hop rather than one hop per network chunk.
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ from barman_cloud.errors import NotFound
 from barman_cloud.format.compression import Codec, Decompressor
 from barman_cloud.format.keys import ServerLayout
 from barman_cloud.format.wal import WalKind, WalName
-from barman_cloud.storage import ReadableStore
-from barman_cloud.wal.archive import variants
+from barman_cloud.storage import ObjectInfo, ReadableStore
 
 log = logging.getLogger(__name__)
 _UNKNOWN = object()
+WRITE_BATCH = 4 * 1024 * 1024
+"""Bytes of the object gathered before one decompress-and-write hop to a thread."""
 
 
 @dataclass(frozen=True)
@@ -51,25 +55,26 @@ def _choose(
     raise NotFound(f"WAL {wal.name} is not in the archive")
 
 
-def _write(handle: BinaryIO, decompressor: Decompressor | None, chunk: bytes) -> int:
-    data = decompressor.decompress(chunk) if decompressor else chunk
-    handle.write(data)
-    return len(data)
+def _write(handle: BinaryIO, decompressor: Decompressor | None, chunks: list[bytes]) -> int:
+    size = 0
+    for chunk in chunks:
+        data = decompressor.decompress(chunk) if decompressor else chunk
+        handle.write(data)
+        size += len(data)
+    return size
 
 
-def _finish(handle: BinaryIO, decompressor: Decompressor | None, temporary: Path, target: Path) -> int:
+def _finish(
+    handle: BinaryIO, decompressor: Decompressor | None, chunks: list[bytes], temporary: Path, target: Path
+) -> int:
+    size = _write(handle, decompressor, chunks)
     tail = decompressor.flush() if decompressor else b""
     handle.write(tail)
     handle.flush()
-    os.fsync(handle.fileno())
+    os.fsync(handle.fileno())  # complete on disk before it can be seen under its name
     handle.close()
     os.replace(temporary, target)
-    directory = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-    return len(tail)
+    return size + len(tail)
 
 
 class WalRestorer:
@@ -82,10 +87,17 @@ class WalRestorer:
 
     async def locate(self, wal: WalName) -> tuple[str, Codec | None, bool]:
         """The key and codec to read for ``wal``, and whether it is a ``.partial`` stand-in."""
-        found = await variants(self.store, self.layout, wal)
+        # One listing of the name as a prefix holds its variants and its .partial ones.
+        found: dict[str, Codec | None] = {}
         partials: dict[str, Codec | None] = {}
-        if wal.kind is WalKind.SEGMENT:
-            partials = await variants(self.store, self.layout, WalName.parse(f"{wal.name}.partial"))
+        partial_name = f"{wal.name}.partial"
+        async for entry in self.store.list(f"{self.layout.wal_dir(wal)}{wal.name}"):
+            if isinstance(entry, ObjectInfo):
+                parsed = self.layout.parse_wal_key(entry.key)
+                if parsed is not None and parsed[0].name == wal.name:
+                    found[entry.key] = parsed[1]
+                elif parsed is not None and parsed[0].name == partial_name and wal.kind is WalKind.SEGMENT:
+                    partials[entry.key] = parsed[1]
         key, codec = _choose(wal, found, partials)
         return key, codec, key not in found
 
@@ -120,10 +132,14 @@ class WalRestorer:
         handle = await asyncio.to_thread(open, temporary, "wb")
         size = 0
         try:
-            size += await asyncio.to_thread(_write, handle, decompressor, first)
+            batch, batched = [first], len(first)
             async for chunk in chunks:
-                size += await asyncio.to_thread(_write, handle, decompressor, chunk)
-            size += await asyncio.to_thread(_finish, handle, decompressor, temporary, destination)
+                batch.append(chunk)
+                batched += len(chunk)
+                if batched >= WRITE_BATCH:
+                    size += await asyncio.to_thread(_write, handle, decompressor, batch)
+                    batch, batched = [], 0
+            size += await asyncio.to_thread(_finish, handle, decompressor, batch, temporary, destination)
         except BaseException:
             handle.close()
             with contextlib.suppress(FileNotFoundError):

@@ -16,6 +16,7 @@ from grpclib.server import Stream
 
 from barman_cloud.errors import BarmanCloudError
 from plugin_grpc.errors import to_grpc_error
+from plugin_grpc.operator_side.cluster import parse_cluster
 from plugin_grpc.proto import identity_pb2, metrics_grpc, metrics_pb2
 from plugin_grpc.stats import OPERATIONS, SidecarStats
 from plugin_grpc.wal_targets import WalTargets
@@ -53,9 +54,15 @@ DEFINITIONS = (
     Definition("operation_bytes_total", "Bytes moved per operation (uncompressed)", COUNTER, ("operation",)),
     Definition("operation_seconds_total", "Seconds spent per operation", COUNTER, ("operation",)),
     Definition("operation_last_seconds", "Duration of the last call per operation", GAUGE, ("operation",)),
-    Definition("last_archived_wal_timestamp", "Unix time the named WAL file was archived", GAUGE, ("wal",)),
+    # No WAL-name label: it would start a new series with every segment.
+    Definition("last_archived_wal_timestamp", "Unix time the last WAL file was archived", GAUGE),
     Definition("last_archived_wal_age_seconds", "Seconds since the last WAL file was archived", GAUGE),
 )
+
+
+def _archives(cluster_definition: bytes) -> bool:
+    """Whether the Cluster archives through this plugin (local runs, with no Cluster: yes)."""
+    return not cluster_definition or parse_cluster(cluster_definition).plugin.archive is not None
 
 
 def _unix(moment: object) -> float:
@@ -105,8 +112,11 @@ class MetricsService(metrics_grpc.MetricsBase):
         if self.targets is not None:
             try:
                 window = await self.targets.recovery_window(request.cluster_definition)
-                target = await self.targets.archive_target(request.cluster_definition)
-                queue_depth = target.queue_depth()
+                # A replica cluster fed from its source's archive may archive nothing itself:
+                # its scrape still answers (zeros), as upstream's does.
+                if _archives(request.cluster_definition):
+                    target = await self.targets.archive_target(request.cluster_definition)
+                    queue_depth = target.queue_depth()
             except BarmanCloudError as error:
                 # Upstream fails the scrape when the ObjectStore is missing; so do we, saying why.
                 raise to_grpc_error(error) from None
@@ -139,11 +149,9 @@ class MetricsService(metrics_grpc.MetricsBase):
                         fq_name=PREFIX + name, value=float(value), variable_labels=[operation]
                     )
                 )
-        last, at = self.stats.last_archived_wal, self.stats.last_archived_at
+        at = self.stats.last_archived_at
         samples.append(
-            metrics_pb2.CollectMetric(
-                fq_name=PREFIX + "last_archived_wal_timestamp", value=at or 0.0, variable_labels=[last or ""]
-            )
+            metrics_pb2.CollectMetric(fq_name=PREFIX + "last_archived_wal_timestamp", value=at or 0.0)
         )
         age = time.time() - at if at else 0.0
         samples.append(metrics_pb2.CollectMetric(fq_name=PREFIX + "last_archived_wal_age_seconds", value=age))

@@ -15,14 +15,15 @@ import contextlib
 import json
 import logging
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import ClassVar
 
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
-from barman_cloud.errors import BarmanCloudError, Forbidden
+from barman_cloud.errors import BarmanCloudError, Forbidden, InvalidInput
+from barman_cloud.format.wal import WalName
 from barman_cloud.wal.check import check_wal_archive
 from plugin_grpc.errors import not_implemented, to_grpc_error
 from plugin_grpc.proto import identity_pb2, wal_grpc, wal_pb2
@@ -40,6 +41,16 @@ def _grpc_error(error: BarmanCloudError, what: str) -> GRPCError:
         # Usually the per-cluster Role is not reconciled yet: worth retrying, not a bad request.
         return GRPCError(Status.FAILED_PRECONDITION, f"{what}: {error}; retrying")
     return to_grpc_error(error)
+
+
+def _request_path(text: str, what: str) -> Path:
+    """A file path from a request: PostgreSQL's ``%p`` made absolute by the instance manager."""
+    if not text or "\x00" in text or ".." in PurePosixPath(text).parts:
+        raise InvalidInput(
+            f"{what} {text[:200]!r} is not a usable file path",
+            hint="expected the path of a file in pg_wal, without NUL or '..'",
+        )
+    return Path(text)
 
 
 def _skip_annotation(cluster_definition: bytes) -> bool:
@@ -85,7 +96,11 @@ class WALService(wal_grpc.WALBase):
             raise not_implemented(
                 "WAL.Archive", arrives_with="the instance sidecar's configuration, issue #6"
             )
-        path = Path(request.source_file_name)
+        try:
+            path = _request_path(request.source_file_name, "source_file_name")
+            WalName.parse(path.name)
+        except BarmanCloudError as error:
+            raise _grpc_error(error, "archiving") from None
         started = time.monotonic()
         try:
             target = await self.targets.archive_target(request.cluster_definition)
@@ -114,8 +129,12 @@ class WALService(wal_grpc.WALBase):
             raise not_implemented(
                 "WAL.Restore", arrives_with="the instance sidecar's configuration, issue #6"
             )
-        destination = Path(request.destination_file_name)
         name = request.source_wal_name
+        try:
+            WalName.parse(name)
+            destination = _request_path(request.destination_file_name, "destination_file_name")
+        except BarmanCloudError as error:
+            raise _grpc_error(error, f"restoring {name[:200]!r}") from None
         started = time.monotonic()
         try:
             chosen = await self.targets.restore_target(request.cluster_definition)

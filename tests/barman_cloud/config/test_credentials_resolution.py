@@ -152,3 +152,19 @@ stringData: {credentials.json: "{\\"type\\": \\"service_account\\"}\\n"}
 def test_bad_manifests(text: str, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         parse_manifests(text)
+
+
+async def test_restore_command_args_reach_the_store_options() -> None:
+    """``restoreAdditionalCommandArgs`` (wal and data) were accepted but unused: the sidecar's one
+    client per store also serves restores, so their store-level options apply, later lists win."""
+    text = S3_MANIFESTS.replace(
+        '      archiveAdditionalCommandArgs: ["--read-timeout 120", "--addressing-style=path"]\n',
+        '      archiveAdditionalCommandArgs: ["--read-timeout 120"]\n'
+        '      restoreAdditionalCommandArgs: ["--addressing-style=path"]\n'
+        "    data:\n"
+        '      restoreAdditionalCommandArgs: ["--read-timeout=300"]\n',
+    )
+    manifests = parse_manifests(text)
+    resolved = await resolve(manifests.object_store(), manifests, environ={})
+    assert resolved.options.s3_addressing_style == "path"
+    assert resolved.options.read_timeout == 300.0

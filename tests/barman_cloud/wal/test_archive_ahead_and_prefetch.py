@@ -153,3 +153,104 @@ async def test_prefetch_keeps_the_spool_full_and_reports_the_end_of_the_stream(
     assert served_from_spool == len(NAMES) - 1  # everything but the first came from the spool
     assert prefetcher.end_of_stream == "000000010000000100000004"
     assert sorted(p.name for p in destination.iterdir()) == ["RECOVERYXLOG"]  # no stray temporary files
+
+
+async def test_a_restore_costs_one_listing_then_one_get_per_segment(
+    fs_store: Store, layout: ServerLayout, tmp_path: Path
+) -> None:
+    pg_wal = make_pg_wal(tmp_path, NAMES[:3])
+    archiver = WalArchiver(fs_store, layout, ArchiveSettings(codec=compression.LZ4))
+    for name in NAMES[:3]:
+        await archiver.archive(pg_wal / name)
+    store = Counting(fs_store)
+    restorer = WalRestorer(store, layout)
+    destination = tmp_path / "restored"
+    destination.mkdir()
+    # The first segment: one listing finds its suffix (and would have found a .partial), one GET.
+    await restorer.restore(NAMES[0], destination / "first")
+    assert (store.lists, store.gets) == (1, 1)
+    # The next ones: the suffix found last time, a GET and no listing.
+    for name in NAMES[1:3]:
+        await restorer.restore(name, destination / name)
+        assert (destination / name).read_bytes() == segment_bytes(name)
+    assert (store.lists, store.gets) == (1, 3)
+
+
+async def test_prefetch_does_not_ask_again_for_segments_past_the_end(
+    fs_store: Store, layout: ServerLayout, tmp_path: Path
+) -> None:
+    pg_wal = make_pg_wal(tmp_path, NAMES[:4])
+    archiver = WalArchiver(fs_store, layout)
+    for name in NAMES[:4]:
+        await archiver.archive(pg_wal / name)
+    store = Counting(fs_store)
+    prefetcher = Prefetcher(
+        WalRestorer(store, layout), tmp_path / "spool", spool_key("file://b", "pg"), depth=6
+    )
+    destination = tmp_path / "RECOVERYXLOG"
+    await prefetcher.restore(NAMES[0], destination)
+    await prefetcher.drain()
+    assert prefetcher.end_of_stream == NAMES[4]
+    requests = store.gets + store.lists
+    # PostgreSQL replays what is spooled: nothing past the end is asked for again meanwhile.
+    for name in NAMES[1:4]:
+        result = await prefetcher.restore(name, destination)
+        assert result.key.startswith("spool:")
+        assert destination.read_bytes() == segment_bytes(name)
+        await prefetcher.drain()
+    assert store.gets + store.lists == requests
+    # Once the archive has it, PostgreSQL's own request fetches the segment that was missing.
+    (pg_wal / NAMES[4]).write_bytes(segment_bytes(NAMES[4]))
+    await archiver.archive(pg_wal / NAMES[4])
+    await prefetcher.restore(NAMES[4], destination)
+    assert destination.read_bytes() == segment_bytes(NAMES[4])
+    await prefetcher.close()
+
+
+async def test_the_end_of_the_stream_follows_a_new_timeline(
+    fs_store: Store, layout: ServerLayout, tmp_path: Path
+) -> None:
+    """After a promotion PostgreSQL asks for the new timeline's segments: the end seen on the old
+    timeline must give way, and the new timeline's end be found (the handoff to streaming)."""
+    timeline_2 = [f"00000002{name[8:]}" for name in NAMES[2:4]]
+    pg_wal = make_pg_wal(tmp_path, [*NAMES[:2], *timeline_2])
+    archiver = WalArchiver(fs_store, layout)
+    for name in [*NAMES[:2], *timeline_2]:
+        await archiver.archive(pg_wal / name)
+    prefetcher = Prefetcher(
+        WalRestorer(fs_store, layout), tmp_path / "spool", spool_key("file://b", "pg"), depth=3
+    )
+    destination = tmp_path / "RECOVERYXLOG"
+    await prefetcher.restore(NAMES[0], destination)
+    await prefetcher.drain()
+    assert prefetcher.end_of_stream == NAMES[2]  # timeline 1 stops after two segments
+    for name in timeline_2:
+        await prefetcher.restore(name, destination)
+        assert destination.read_bytes() == segment_bytes(name)
+        await prefetcher.drain()
+    assert prefetcher.end_of_stream == f"00000002{NAMES[4][8:]}"
+    await prefetcher.close()
+
+
+async def test_prefetch_depth_follows_the_segment_size_within_the_budget(
+    fs_store: Store, layout: ServerLayout, tmp_path: Path
+) -> None:
+    mib = 1024 * 1024
+    names = [f"0000000100000000000000{n:02X}" for n in range(1, 13)]
+    pg_wal = tmp_path / "pg_wal"
+    pg_wal.mkdir()
+    archiver = WalArchiver(fs_store, layout)
+    for name in names:
+        (pg_wal / name).write_bytes(segment_bytes(name, mib))
+        await archiver.archive(pg_wal / name)
+    store = Counting(fs_store)
+    prefetcher = Prefetcher(
+        WalRestorer(store, layout), tmp_path / "spool", spool_key("file://b", "pg"), depth=2, budget=8 * mib
+    )
+    assert prefetcher.depth == 2  # 16 MiB assumed until a segment says otherwise
+    await prefetcher.restore(names[0], tmp_path / "RECOVERYXLOG")
+    await prefetcher.drain()
+    assert prefetcher.depth == 8  # 1 MiB segments: 8 of them fit in the budget
+    spooled = sorted(p.name for p in (tmp_path / "spool" / spool_key("file://b", "pg")).iterdir())
+    assert spooled == names[1:9]
+    await prefetcher.close()

@@ -61,6 +61,22 @@ async def test_identical_duplicate_is_success_and_different_content_is_refused(
     assert await read_all(fs_store, first.key) == before
 
 
+async def test_a_corrupt_archived_copy_is_replaced_by_the_local_file(
+    fs_store: Store, layout: ServerLayout, tmp_path: Path
+) -> None:
+    """PostgreSQL still has the segment and retries its archive_command: refusing because the
+    stored copy cannot be read would block archiving (and fill pg_wal) for good."""
+    pg_wal = make_pg_wal(tmp_path, [SEG])
+    first = await WalArchiver(fs_store, layout, ArchiveSettings(codec=compression.GZIP)).archive(pg_wal / SEG)
+    await fs_store.put(first.key, b"\x1f\x8b\x08\x00 not a gzip stream any more")  # damaged
+    again = await WalArchiver(fs_store, layout, ArchiveSettings(codec=compression.LZ4)).archive(pg_wal / SEG)
+    assert not again.already_there and again.key == layout.wal(WalName.parse(SEG), compression.LZ4)
+    assert not await exists(fs_store, first.key)  # the damaged copy is gone once a good one is stored
+    restored = await WalRestorer(fs_store, layout).restore(SEG, tmp_path / "RECOVERYXLOG")
+    assert (tmp_path / "RECOVERYXLOG").read_bytes() == (pg_wal / SEG).read_bytes()
+    assert restored.key == again.key
+
+
 async def test_history_files_and_bad_names(fs_store: Store, layout: ServerLayout, tmp_path: Path) -> None:
     history = tmp_path / "00000002.history"
     history.write_text("1\t0/3000000\tno recovery target specified\n")
