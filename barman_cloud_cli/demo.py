@@ -213,8 +213,8 @@ class QuickStart:
             restored = LocalPostgres(self.bindir, name="demo-restored")
             self.servers.append(restored)
             restored.stop()
-            empty = f"rm -rf {restored.datadir} && mkdir -m 700 {restored.datadir}"
-            subprocess.run(as_postgres(["sh", "-c", empty]), check=True)
+            subprocess.run(as_postgres(["rm", "-rf", str(restored.datadir)]), check=True)
+            subprocess.run(as_postgres(["mkdir", "-m", "700", str(restored.datadir)]), check=True)
             self.start_sidecar("restore", environment={"PGDATA": str(restored.datadir)})
             job = restore_job_pb2.RestoreRequest(
                 cluster_definition=_recovery_cluster(target), check_empty_wal_archive=False
@@ -231,10 +231,14 @@ class QuickStart:
                 "archive_command = ''",
             ]
             conf = f"{restored.datadir}/postgresql.auto.conf"
-            script = f"cat >> {conf} && touch {restored.datadir}/recovery.signal"
             subprocess.run(
-                as_postgres(["sh", "-c", script]), input="\n".join(lines) + "\n", text=True, check=True
+                as_postgres(["tee", "-a", conf]),
+                input="\n".join(lines) + "\n",
+                text=True,
+                stdout=subprocess.DEVNULL,
+                check=True,
             )
+            subprocess.run(as_postgres(["touch", f"{restored.datadir}/recovery.signal"]), check=True)
             restored.start()
             deadline = time.monotonic() + 300
             while restored.query("SELECT pg_is_in_recovery()")[0][0]:

@@ -103,7 +103,7 @@ class LocalPostgres:
         )  # fmt: skip
         conf = {**self.settings, "port": str(self.port), "unix_socket_directories": f"'{self.socket_dir}'"}
         lines = "".join(f"{key} = {self._quote(value)}\n" for key, value in conf.items())
-        self._run(["sh", "-c", f"cat >> {self.datadir}/postgresql.conf"], stdin=lines)
+        self._run(["tee", "-a", f"{self.datadir}/postgresql.conf"], stdin=lines)
         self.start()
 
     @staticmethod

@@ -12,11 +12,18 @@ import os
 import signal
 import socket
 import stat
+import tempfile
 from pathlib import Path
+from typing import Any
 
+from google.protobuf.message import DecodeError
+from grpclib.const import Status
+from grpclib.encoding.proto import ProtoCodec
+from grpclib.events import RecvRequest, listen
+from grpclib.exceptions import GRPCError
 from grpclib.health.check import ServiceStatus
 from grpclib.health.service import Health
-from grpclib.server import Server
+from grpclib.server import Server, Stream
 
 from barman_cloud.errors import Conflict, InvalidInput
 from plugin_grpc.roles import Assembly
@@ -27,6 +34,52 @@ log = logging.getLogger(__name__)
 
 # Owner and group: the sidecar runs with PostgreSQL's uid/gid (26), as does the instance manager.
 DEFAULT_SOCKET_MODE = 0o660
+
+
+# Requests larger than this are refused before they are read (grpclib itself has no limit and
+# would buffer any length a client announces). CloudNativePG's largest requests carry a Cluster and
+# a Pod or Job as JSON; the API server stores no object over 1.5 MiB.
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
+
+
+class RequestCodec(ProtoCodec):
+    """Protobuf, with bytes that do not decode as the expected message answered INVALID_ARGUMENT
+    (grpclib's own codec lets the DecodeError become UNKNOWN "Internal Server Error")."""
+
+    def decode(self, data: bytes, message_type: Any) -> Any:
+        try:
+            return super().decode(data, message_type)
+        except DecodeError as error:
+            name = getattr(getattr(message_type, "DESCRIPTOR", None), "full_name", message_type.__name__)
+            raise GRPCError(
+                Status.INVALID_ARGUMENT,
+                f"the request is not a valid {name} message ({error}): the caller must send "
+                "protobuf-encoded CNPG-I messages",
+            ) from None
+
+
+async def _bound_request_size(event: RecvRequest) -> None:
+    """Wrap the handler of every call so that its request is refused, unread, when too large."""
+    handler = event.method_func
+
+    async def bounded(stream: Stream[Any, Any]) -> None:
+        # grpclib reads a message as recv_data(5) (flag and length) then recv_data(length).
+        transport_stream = stream._stream
+        receive = transport_stream.recv_data
+
+        async def recv_data(size: int) -> bytes:
+            if size > MAX_REQUEST_BYTES:
+                raise GRPCError(
+                    Status.RESOURCE_EXHAUSTED,
+                    f"the request to {event.method_name} is {size} bytes, more than the "
+                    f"{MAX_REQUEST_BYTES} bytes this plugin accepts",
+                )
+            return await receive(size)
+
+        transport_stream.recv_data = recv_data  # type: ignore[method-assign]
+        await handler(stream)
+
+    event.method_func = bounded
 
 
 class PluginServer:
@@ -42,7 +95,11 @@ class PluginServer:
         self.identity = IdentityService(
             assembly.capabilities, ready=lambda: self._serving.__status__() is True
         )
-        self._server = Server([self.identity, *assembly.services, Health({self.identity: [self._serving]})])
+        self._server = Server(
+            [self.identity, *assembly.services, Health({self.identity: [self._serving]})],
+            codec=RequestCodec(),
+        )
+        listen(self._server, RecvRequest, _bound_request_size)
         self._socket_path: Path | None = None
         self._started = False
         self.tls: ReloadingServerContext | None = None
@@ -53,10 +110,17 @@ class PluginServer:
         socket_path = Path(path)
         socket_path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_socket(socket_path)
-        await self._server.start(path=str(socket_path))
-        self._started = True
-        os.chmod(socket_path, mode)
+        listener = bind_unix_socket(socket_path, mode)
         self._socket_path = socket_path
+        try:
+            await self._server.start(sock=listener)
+        except BaseException:
+            listener.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(socket_path)
+            self._socket_path = None
+            raise
+        self._started = True
         self._serving.set(True)
         log.info("serving CNPG-I on a unix socket", extra={"socket": str(socket_path)})
 
@@ -114,6 +178,38 @@ def _tcp_listener(host: str | None, port: int) -> socket.socket:
 
 def _family_of(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def bind_unix_socket(path: Path, mode: int = DEFAULT_SOCKET_MODE) -> socket.socket:
+    """A listening unix socket at ``path`` with exactly ``mode``, whatever the umask.
+
+    The socket is bound in a fresh private directory beside ``path``, given its mode there (no
+    one else can reach it yet, nor swap it for a link), then hard-linked to ``path``: a link never
+    replaces nor follows anything found at ``path``, and the socket is never reachable with
+    other permissions.
+    """
+    staging = Path(tempfile.mkdtemp(prefix=".bcp-", dir=path.parent))
+    os.chmod(staging, stat.S_IRWXU)  # mkdtemp's 0700 is masked by the umask
+    temporary = staging / "s"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(str(temporary))
+        os.chmod(temporary, mode)
+        try:
+            os.link(temporary, path, follow_symlinks=False)
+        except FileExistsError:
+            raise Conflict(
+                f"{path} appeared while the plugin was starting", hint="is another plugin process starting?"
+            ) from None
+        listener.listen(128)
+        listener.setblocking(False)
+    except BaseException:
+        listener.close()
+        raise
+    finally:
+        temporary.unlink(missing_ok=True)
+        staging.rmdir()
+    return listener
 
 
 def remove_stale_socket(path: Path) -> None:

@@ -19,7 +19,8 @@ from barman_cloud.errors import InvalidInput, NotFound
 @dataclass
 class Manifests:
     object_stores: dict[tuple[str, str], ObjectStore] = field(default_factory=dict)
-    secrets: dict[tuple[str, str], dict[str, bytes]] = field(default_factory=dict)
+    secrets: dict[tuple[str, str], dict[str, bytes]] = field(default_factory=dict, repr=False)
+    """Secret values: never in a ``repr`` (an error or a debug log line may show this object)."""
 
     async def get_secret(self, namespace: str, name: str) -> Mapping[str, bytes]:
         try:
@@ -40,16 +41,35 @@ class Manifests:
         raise InvalidInput("several ObjectStores in the manifests", hint=f"choose one of {known}")
 
 
+def _section(document: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    value = document.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise InvalidInput(f"{where}: {key} must be a mapping of keys to values, not {type(value).__name__}")
+    return value
+
+
+def _yaml_error(error: yaml.YAMLError) -> str:
+    """Where and what, without the snippet of the offending line PyYAML quotes (a Secret's value)."""
+    if isinstance(error, yaml.MarkedYAMLError):
+        parts = [
+            f"line {mark.line + 1}, column {mark.column + 1}: {text}" if mark is not None else text
+            for text, mark in ((error.context, error.context_mark), (error.problem, error.problem_mark))
+            if text
+        ]
+        return "; ".join(parts) or type(error).__name__
+    return type(error).__name__
+
+
 def _secret(document: Mapping[str, Any], where: str) -> dict[str, bytes]:
     values: dict[str, bytes] = {}
-    for key, value in (document.get("data") or {}).items():
+    for key, value in _section(document, "data", where).items():
         try:
             values[str(key)] = base64.b64decode(str(value), validate=True)
         except (binascii.Error, ValueError):
             raise InvalidInput(
                 f"{where}: data.{key} is not valid base64", hint="use stringData for plain text"
             ) from None
-    for key, value in (document.get("stringData") or {}).items():
+    for key, value in _section(document, "stringData", where).items():
         values[str(key)] = str(value).encode()
     return values
 
@@ -60,19 +80,23 @@ def parse_manifests(text: str, *, default_namespace: str = "default") -> Manifes
     try:
         documents = [d for d in yaml.safe_load_all(text) if d]
     except yaml.YAMLError as error:
-        raise InvalidInput("the manifests are not valid YAML", hint=str(error)) from None
+        raise InvalidInput(f"the manifests are not valid YAML ({_yaml_error(error)})") from None
     for index, document in enumerate(documents):
         if not isinstance(document, Mapping):
             raise InvalidInput(f"document {index + 1} of the manifests is not an object")
         metadata = document.get("metadata") or {}
+        if not isinstance(metadata, Mapping):
+            raise InvalidInput(f"document {index + 1} of the manifests: metadata must be a mapping")
         namespace = metadata.get("namespace") or default_namespace
         name = metadata.get("name")
+        if not isinstance(namespace, str):
+            raise InvalidInput(f"document {index + 1} of the manifests: metadata.namespace must be a string")
         if document.get("kind") == KIND and document.get("apiVersion") == API_VERSION:
             doc = {**document, "metadata": {**metadata, "namespace": namespace}}
             store = parse_object_store(doc)
             manifests.object_stores[(store.namespace, store.name)] = store
         elif document.get("kind") == "Secret" and document.get("apiVersion") == "v1":
-            if not name:
+            if not name or not isinstance(name, str):
                 raise InvalidInput(f"document {index + 1}: a Secret without metadata.name")
             manifests.secrets[(namespace, name)] = _secret(document, f"Secret {namespace}/{name}")
     return manifests

@@ -14,7 +14,7 @@ RESERVED_NAMES = frozenset(
 
 
 def is_backup_id(text: str) -> bool:
-    return BACKUP_ID.match(text) is not None
+    return BACKUP_ID.fullmatch(text) is not None
 
 
 def new_backup_id(now: datetime | None = None) -> str:

@@ -115,8 +115,10 @@ def format_backup_info(info: BackupInfo) -> bytes:
     for name in FIELD_NAMES:
         text = _encode(name, getattr(info, name))
         if text is not None:
-            if "\n" in text or "\r" in text:
-                raise InvalidInput(f"backup.info field {name} cannot contain a line break")
+            if len(f"{text}x".splitlines()) > 1:
+                # Every line break str.splitlines knows (\x85, \u2028...): barman-cloud reads
+                # backup.info through codecs' StreamReader, which splits on all of them.
+                raise InvalidInput(f"backup.info field {name} cannot contain a line break: {text[:80]!r}")
             lines.append(f"{name}={text}\n")
     return "".join(lines).encode()
 
@@ -165,6 +167,27 @@ def _loader(name: str) -> Callable[[str], Any]:
     return str
 
 
+RESTORE_REQUIRED = ("begin_time", "end_time")
+"""Fields a DONE backup needs to be restored (CloudNativePG needs both times); barman always
+writes them, so their absence means a damaged or hand-edited file."""
+
+
+def unrestorable_reason(info: BackupInfo) -> tuple[str, str] | None:
+    """Why a backup cannot be restored (reason, what to do), or None when it can."""
+    if info.status != "DONE":
+        return (
+            f"its status is {info.status}",
+            "choose a backup with status DONE (barman-cloud-plugin backup-list)",
+        )
+    missing = [name for name in RESTORE_REQUIRED if getattr(info, name) is None]
+    if missing:
+        return (
+            f"its backup.info has status DONE but no {' and no '.join(missing)}",
+            "the file is incomplete: restore it from barman's copy, or choose another backup",
+        )
+    return None
+
+
 def parse_backup_info(data: bytes, *, where: str = "backup.info") -> BackupInfo:
     """Parse a backup.info; InvalidInput names the line or key that is wrong."""
     try:
@@ -189,9 +212,10 @@ def parse_backup_info(data: bytes, *, where: str = "backup.info") -> BackupInfo:
             continue
         try:
             values[key] = _loader(key)(value)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as error:
+        except (ValueError, SyntaxError, TypeError, OverflowError, MemoryError, RecursionError) as error:
             raise InvalidInput(
-                f"{where}: invalid value for {key} ({type(error).__name__}): {value[:80]!r}"
+                f"{where}: invalid value for {key} ({type(error).__name__}): {value[:80]!r}",
+                hint="the file is damaged: correct that line, or delete the backup",
             ) from None
     if unknown:
         log.warning(

@@ -42,7 +42,7 @@ def segments_per_log(segment_size: int) -> int:
 
 
 def is_wal_name(name: str) -> bool:
-    return WAL_NAME.match(name) is not None
+    return WAL_NAME.fullmatch(name) is not None
 
 
 @total_ordering
@@ -59,7 +59,7 @@ class WalName:
     @classmethod
     def parse(cls, name: str) -> WalName:
         """Parse a bare file name (no directory, no compression suffix); InvalidInput otherwise."""
-        if not isinstance(name, str) or not WAL_NAME.match(name):
+        if not isinstance(name, str) or not WAL_NAME.fullmatch(name):
             raise InvalidInput(
                 f"{name!r} is not a WAL file name",
                 hint="expected a segment (24 hex digits), .partial, .backup or TTTTTTTT.history",
@@ -112,7 +112,7 @@ def next_segment(name: str, segment_size: int) -> str:
 
 def parse_lsn(text: str) -> int:
     """``X/Y`` as PostgreSQL prints it (hex, any padding) to a 64-bit position."""
-    match = _LSN.match(text.strip())
+    match = _LSN.fullmatch(text.strip())
     if not match:
         raise InvalidInput(f"{text!r} is not an LSN", hint="expected X/Y in hexadecimal, e.g. 0/9000028")
     return (int(match.group(1), 16) << 32) | int(match.group(2), 16)

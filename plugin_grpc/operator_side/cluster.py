@@ -203,7 +203,7 @@ class _Reader:
                 f"store (parameters given: {given})",
             )
             return None
-        if len(object_name) > _MAX_OBJECT_NAME or not _OBJECT_NAME.match(object_name):
+        if len(object_name) > _MAX_OBJECT_NAME or not _OBJECT_NAME.fullmatch(object_name):
             self.fail(
                 f"{at}.{OBJECT_NAME}",
                 f"{object_name!r} cannot be an ObjectStore name (lower-case letters, digits, '-' and '.')",

@@ -42,15 +42,18 @@ log = logging.getLogger(__name__)
 def _backup_name(backup: dict[str, Any]) -> str:
     """The Backup object's name (unique in its namespace), unless barman would read it as an ID
     or a shortcut; then upstream's ``backup-YYYYMMDDHHMMSS``."""
-    name = str((backup.get("metadata") or {}).get("name") or "")
+    metadata = backup.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    name = name if isinstance(name, str) else ""
     if name and not is_backup_id(name) and name not in RESERVED_NAMES:
         return name
     return datetime.now(UTC).strftime("backup-%Y%m%d%H%M%S")
 
 
 def _immediate_checkpoint(backup: dict[str, Any]) -> bool | None:
-    online = (backup.get("spec") or {}).get("onlineConfiguration") or {}
-    value = online.get("immediateCheckpoint")
+    spec = backup.get("spec")
+    online = spec.get("onlineConfiguration") if isinstance(spec, dict) else None
+    value = online.get("immediateCheckpoint") if isinstance(online, dict) else None
     return value if isinstance(value, bool) else None
 
 
@@ -110,6 +113,8 @@ class BackupService(backup_grpc.BackupBase):
     async def _backup(self, request: backup_pb2.BackupRequest) -> backup_pb2.BackupResult:
         assert self.targets is not None
         backup = dict(decode_object(request.backup_definition or b"{}", "the Backup JSON"))
+        # Checked before the backup, not after hours of uploads.
+        cluster = parse_cluster(request.cluster_definition) if request.cluster_definition else None
         parameters = dict(request.parameters)
         resolved, server = await self.targets.backup_store(
             request.cluster_definition, parameters.get("barmanObjectName")
@@ -144,7 +149,6 @@ class BackupService(backup_grpc.BackupBase):
         finally:
             await store.close()
         info = done.info
-        cluster = parse_cluster(request.cluster_definition) if request.cluster_definition else None
         log.info("backup done", extra={"backup_id": done.backup_id, "seconds": round(done.seconds, 1)})
         return backup_pb2.BackupResult(
             backup_id=done.backup_id,

@@ -34,8 +34,13 @@ def _is_cluster(request: reconciler_pb2.ReconcilerHooksRequest) -> bool:
         cluster: Any = json.loads(request.cluster_definition)
     except ValueError:
         return False
-    uid = (resource.get("metadata") or {}).get("uid")
-    return uid is not None and isinstance(cluster, dict) and uid == (cluster.get("metadata") or {}).get("uid")
+    uid = _uid(resource)
+    return uid is not None and isinstance(cluster, dict) and uid == _uid(cluster)
+
+
+def _uid(document: dict[str, Any] | Any) -> Any:
+    metadata = document.get("metadata") if isinstance(document, dict) else None
+    return metadata.get("uid") if isinstance(metadata, dict) else None
 
 
 class ReconcilerHooksService(reconciler_grpc.ReconcilerHooksBase):

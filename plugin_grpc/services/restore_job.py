@@ -47,7 +47,7 @@ def recovery_target(recovery: dict[str, Any]) -> tuple[RecoveryTarget, str | Non
     time = target.get("targetTime")
     return (
         RecoveryTarget(
-            time=parse_target_time(time) if time else None,
+            time=parse_target_time(time, naive_is_utc=True) if time else None,
             lsn=target.get("targetLSN") or None,
             xid=target.get("targetXID") or None,
             name=target.get("targetName") or None,
