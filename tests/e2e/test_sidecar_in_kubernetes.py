@@ -146,3 +146,26 @@ async def test_restore_picks_the_store_by_pod_role_and_reports_the_end_of_the_st
         assert code == 1 and "code = 5" in stderr, stderr  # NOT_FOUND while prefetch had not finished
         await manager(sidecar, tmp_path, "pg-2", "wal-restore", SEG, str(tmp_path / "b"))
     assert "code = 11" in stderr and "end of WAL reached" in stderr
+
+
+async def test_metrics_of_a_replica_cluster_that_archives_nothing(sidecar: Path) -> None:
+    """A replica cluster fed from its source's archive names no ObjectStore of its own to archive
+    to: the scrape still answers (queue empty, no recovery window), as upstream's does."""
+    from grpclib.client import Channel
+
+    from plugin_grpc.proto import metrics_grpc, metrics_pb2
+
+    replica = cluster("pg-1")
+    del replica["spec"]["plugins"]
+    del replica["spec"]["bootstrap"]
+    replica["spec"]["replica"] = {"enabled": True, "source": "origin"}
+    channel = Channel(path=str(sidecar))
+    try:
+        result = await metrics_grpc.MetricsStub(channel).Collect(
+            metrics_pb2.CollectMetricsRequest(cluster_definition=json.dumps(replica).encode())
+        )
+    finally:
+        channel.close()
+    values = {sample.fq_name: sample.value for sample in result.metrics if not sample.variable_labels}
+    assert values["barman_cloud_cloudnative_pg_io_wal_archive_queue_depth"] == 0
+    assert values["barman_cloud_cloudnative_pg_io_first_recoverability_point"] == 0
