@@ -128,27 +128,7 @@ def manifest(workdir: Path, moto: MotoS3, prefix: str, compression: str, jobs: i
         f", compression: {compression}" if compression != "none" else ""
     )
     path = workdir / f"store-{prefix}.yaml"
-    path.write_text(
-        f"""
-apiVersion: barmancloud.cnpg.io/v1
-kind: ObjectStore
-metadata: {{name: bench}}
-spec:
-  configuration:
-    destinationPath: s3://{moto.bucket}/{prefix}
-    endpointURL: {moto.endpoint}
-    s3Credentials:
-      accessKeyId: {{name: aws, key: ID}}
-      secretAccessKey: {{name: aws, key: SECRET}}
-      region: {{name: aws, key: REGION}}
-    data: {{{data}}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: aws}}
-stringData: {{ID: {moto.access_key}, SECRET: {moto.secret_key}, REGION: {moto.region}}}
-"""
-    )
+    path.write_text(moto.manifest(prefix, name="bench", data=data))
     return path
 
 

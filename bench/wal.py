@@ -136,27 +136,10 @@ def manifest(
     extra = f", archiveAdditionalCommandArgs: ['--compression-level={level}']" if level else ""
     path = workdir / f"store-{prefix}.yaml"
     path.write_text(
-        f"""
-apiVersion: barmancloud.cnpg.io/v1
-kind: ObjectStore
-metadata: {{name: bench}}
-spec:
-  configuration:
-    destinationPath: s3://{moto.bucket}/{prefix}
-    endpointURL: {moto.endpoint}
-    s3Credentials:
-      accessKeyId: {{name: aws, key: ID}}
-      secretAccessKey: {{name: aws, key: SECRET}}
-      region: {{name: aws, key: REGION}}
-    wal: {{compression: {compression}, maxParallel: {max_parallel}{extra}}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: aws}}
-stringData: {{ID: {moto.access_key}, SECRET: {moto.secret_key}, REGION: {moto.region}}}
-"""
+        moto.manifest(
+            prefix, name="bench", wal=f"compression: {compression}, maxParallel: {max_parallel}{extra}"
+        )
     )
-    path.chmod(0o644)
     return path
 
 

@@ -277,8 +277,9 @@ async def _finish_session(session: PostgresSession) -> None:
 
     async def finish() -> None:
         try:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(session.abort_backup(), timeout=30)
+            await asyncio.wait_for(session.abort_backup(), timeout=30)
+        except Exception as error:  # closing the session below ends a non-exclusive backup anyway
+            log.warning("could not end the backup mode; closing the session", extra={"error": str(error)})
         finally:
             await session.close()
 

@@ -19,20 +19,34 @@ import hashlib
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from barman_cloud.errors import Forbidden, InvalidInput, NotFound
 from barman_cloud.storage import CommonPrefix, Feature, ObjectInfo, StoreLocation
-from barman_cloud.storage.integrity import CHECKSUM_METADATA, Verifier, checksum_of, expected_from_metadata
+from barman_cloud.storage.integrity import CHECKSUM_METADATA, checksum_of, expected_from_metadata, verified
 from barman_cloud.storage.keys import check_key
 
 CHUNK = 1024 * 1024
 INCOMING = ".incoming"
 CHECKSUM_XATTR = f"user.{CHECKSUM_METADATA}"
 log = logging.getLogger(__name__)
+
+
+async def _read(handle: BinaryIO, start: int, end: int | None) -> AsyncGenerator[bytes, None]:
+    """The bytes of ``handle`` from ``start`` to ``end`` (its end when None), read in a thread."""
+    if start:
+        await asyncio.to_thread(handle.seek, start)
+    remaining = None if end is None else max(0, end - start)
+    while remaining is None or remaining > 0:
+        chunk = await asyncio.to_thread(handle.read, CHUNK if remaining is None else min(CHUNK, remaining))
+        if not chunk:
+            return
+        if remaining is not None:
+            remaining -= len(chunk)
+        yield chunk
 
 
 class FilesystemStore:
@@ -94,30 +108,15 @@ class FilesystemStore:
             handle = await asyncio.to_thread(open, path, "rb")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise NotFound(f"object {key!r} not found in {self.root}") from None
-        verifier = Verifier(None, f"{path}")
         try:
+            expected = None
             if start == 0 and end is None:
-                metadata = await asyncio.to_thread(_read_checksum, handle.fileno())
-                verifier = Verifier(expected_from_metadata(metadata), f"object {key!r} in {self.root}")
-            if start:
-                await asyncio.to_thread(handle.seek, start)
-            remaining = None if end is None else max(0, end - start)
-            while remaining is None or remaining > 0:
-                chunk = await asyncio.to_thread(
-                    handle.read, CHUNK if remaining is None else min(CHUNK, remaining)
-                )
-                if not chunk:
-                    break
-                if remaining is not None:
-                    remaining -= len(chunk)
-                out = await verifier.push(chunk)
-                if out is not None:
-                    yield out
-            tail = await verifier.finish()
-            if tail is not None:
-                yield tail
+                expected = expected_from_metadata(await asyncio.to_thread(_read_checksum, handle.fileno()))
+            checked = verified(_read(handle, start, end), expected, f"object {key!r} in {self.root}")
+            async with contextlib.aclosing(checked) as chunks:
+                async for chunk in chunks:
+                    yield chunk
         finally:
-            await verifier.aclose()
             await asyncio.to_thread(handle.close)
 
     async def head(self, key: str) -> ObjectInfo:

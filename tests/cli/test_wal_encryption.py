@@ -16,34 +16,12 @@ from tests.harness.object_stores import MotoS3
 CLI = str(Path(sys.executable).with_name("barman-cloud-plugin"))
 
 
-def manifest(moto: MotoS3, prefix: str, wal: str) -> str:
-    return f"""
-apiVersion: barmancloud.cnpg.io/v1
-kind: ObjectStore
-metadata: {{name: encrypted}}
-spec:
-  configuration:
-    destinationPath: s3://{moto.bucket}/{prefix}
-    endpointURL: {moto.endpoint}
-    s3Credentials:
-      accessKeyId: {{name: aws, key: ID}}
-      secretAccessKey: {{name: aws, key: KEY}}
-      region: {{name: aws, key: REGION}}
-    wal: {{{wal}}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: aws}}
-stringData: {{ID: {moto.access_key}, KEY: {moto.secret_key}, REGION: {moto.region}}}
-"""
-
-
 @pytest.mark.parametrize(("wal", "expected"), [("encryption: AES256", "AES256"), ("compression: gzip", None)])
 def test_wal_objects_carry_the_wal_encryption(
     moto_s3: MotoS3, tmp_path: Path, wal: str, expected: str | None
 ) -> None:
     prefix = f"sse-{uuid.uuid4().hex[:8]}"
-    (tmp_path / "store.yaml").write_text(manifest(moto_s3, prefix, wal))
+    (tmp_path / "store.yaml").write_text(moto_s3.manifest(prefix, wal=wal))
     segment = tmp_path / "000000010000000000000001"
     segment.write_bytes(b"\x01" * 1024 * 1024)
     result = subprocess.run(

@@ -56,6 +56,30 @@ class MotoS3:
             assert response.status == 200
         return server
 
+    def manifest(self, prefix: str, *, name: str = "s3", wal: str = "", data: str = "") -> str:
+        """What a user applies for this server: an ObjectStore (``wal`` and ``data``: the inside
+        of their flow mappings, e.g. ``"compression: gzip"``) and its Secret, as a YAML stream."""
+        return f"""
+apiVersion: barmancloud.cnpg.io/v1
+kind: ObjectStore
+metadata: {{name: {name}}}
+spec:
+  configuration:
+    destinationPath: s3://{self.bucket}/{prefix}
+    endpointURL: {self.endpoint}
+    s3Credentials:
+      accessKeyId: {{name: aws, key: ID}}
+      secretAccessKey: {{name: aws, key: SECRET}}
+      region: {{name: aws, key: REGION}}
+    wal: {{{wal}}}
+    data: {{{data}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: aws}}
+stringData: {{ID: {self.access_key}, SECRET: {self.secret_key}, REGION: {self.region}}}
+"""
+
     def env(self) -> dict[str, str]:
         """The AWS environment a barman-cloud command needs to reach this server."""
         return {

@@ -10,7 +10,6 @@ import hashlib
 import random
 import tarfile
 import threading
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from pathlib import Path
 
@@ -26,11 +25,8 @@ from barman_cloud.restore.engine import MARKER
 from barman_cloud.restore.extract import MAX_PIECE
 from barman_cloud.storage import CommonPrefix, ObjectInfo, Store, StoreLocation
 from barman_cloud.storage.factory import open_store
-from barman_cloud.storage.options import StoreOptions
 from tests.barman_cloud.catalog.synthetic import info, put_backup
 from tests.barman_cloud.restore import tars
-from tests.harness.object_stores import MotoS3
-from tests.storage.backends.s3 import credentials
 
 BACKUP = "20260101T000000"
 CODECS = [None, compression.GZIP, compression.BZIP2, compression.SNAPPY, compression.LZ4]
@@ -98,22 +94,6 @@ def digest_tree(root: Path) -> dict[str, str]:
 
 def expected(files: dict[str, bytes]) -> dict[str, str]:
     return {name: hashlib.sha256(content).hexdigest() for name, content in files.items()}
-
-
-@pytest.fixture(params=["filesystem", "s3"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Store, ServerLayout]]:
-    if request.param == "s3":
-        moto: MotoS3 = request.getfixturevalue("moto_s3")
-        prefix = f"parallel-{uuid.uuid4().hex[:8]}"
-        opened = open_store(
-            f"s3://{moto.bucket}/{prefix}", credentials(moto), StoreOptions(endpoint_url=moto.endpoint)
-        )
-        layout = ServerLayout(prefix, "pg")
-    else:
-        opened = open_store(f"file://{tmp_path / 'bucket'}")
-        layout = ServerLayout("", "pg")
-    yield opened, layout
-    await opened.close()
 
 
 @pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.name if c else "none")

@@ -39,25 +39,7 @@ class Source:
 
 
 def manifest_text(moto: MotoS3, prefix: str) -> str:
-    return f"""
-apiVersion: barmancloud.cnpg.io/v1
-kind: ObjectStore
-metadata: {{name: pitr}}
-spec:
-  configuration:
-    destinationPath: s3://{moto.bucket}/{prefix}
-    endpointURL: {moto.endpoint}
-    s3Credentials:
-      accessKeyId: {{name: aws, key: ID}}
-      secretAccessKey: {{name: aws, key: KEY}}
-      region: {{name: aws, key: REGION}}
-    wal: {{compression: gzip}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: aws}}
-stringData: {{ID: {moto.access_key}, KEY: {moto.secret_key}, REGION: {moto.region}}}
-"""
+    return moto.manifest(prefix, name="pitr", wal="compression: gzip")
 
 
 async def upload(manifest: str, backup_id: str, backup: PlainBackup) -> None:

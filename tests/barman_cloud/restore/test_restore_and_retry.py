@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import random
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,31 +17,11 @@ from barman_cloud.format.keys import ServerLayout
 from barman_cloud.restore import restore_backup
 from barman_cloud.restore.engine import MARKER
 from barman_cloud.storage import Store
-from barman_cloud.storage.factory import open_store
-from barman_cloud.storage.options import StoreOptions
 from tests.barman_cloud.catalog.synthetic import info, put_backup
 from tests.barman_cloud.restore import tars
-from tests.harness.object_stores import MotoS3
-from tests.storage.backends.s3 import credentials
 
 BACKUP = "20260101T000000"
 CODECS = [None, compression.GZIP, compression.BZIP2, compression.SNAPPY, compression.LZ4]
-
-
-@pytest.fixture(params=["filesystem", "s3"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Store, ServerLayout]]:
-    if request.param == "s3":
-        moto: MotoS3 = request.getfixturevalue("moto_s3")
-        prefix = f"restore-{uuid.uuid4().hex[:8]}"
-        opened = open_store(
-            f"s3://{moto.bucket}/{prefix}", credentials(moto), StoreOptions(endpoint_url=moto.endpoint)
-        )
-        layout = ServerLayout(prefix, "pg")
-    else:
-        opened = open_store(f"file://{tmp_path / 'bucket'}")
-        layout = ServerLayout("", "pg")
-    yield opened, layout
-    await opened.close()
 
 
 def suffix(codec: Codec | None) -> str:
