@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import bz2
 import struct
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from barman_cloud.format import compression
 from barman_cloud.format.compression import Codec
+from barman_cloud.format.deflate import zlib
 
 Buffer = bytes | bytearray
 WINDOW = 32 * 1024

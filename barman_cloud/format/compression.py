@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import bz2
 import lzma
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from barman_cloud.errors import InvalidInput
+from barman_cloud.format.deflate import zlib
 
 
 class Compressor(Protocol):
