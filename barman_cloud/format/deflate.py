@@ -1,10 +1,11 @@
 """The deflate implementation of the engine: zlib-ng when installed, else Python's zlib.
 
 zlib-ng (python-zlib-ng, same API as :mod:`zlib`) inflates about 3x faster than zlib and deflates
-faster at the same level, with the same formats: gzip members, raw deflate with a preset
+about 3x faster at the same level, with the same formats: gzip members, raw deflate with a preset
 dictionary (the parallel backup compression), CRC-32. Readers cannot tell which one wrote a
-stream. A gzip restore is bounded by inflate (one stream per archive), so this is the restore's
-speed with gzip (bench/README.md, restores); everything else about gzip stays as it was.
+stream; only the compressed bytes differ (zlib-ng's level 6 stored the 1 GiB pgbench backup in
+62 MiB where zlib's took 59). A gzip restore is bounded by inflate (one stream per archive) and a
+gzip backup by deflate: both got faster (bench/README.md).
 """
 
 from __future__ import annotations
