@@ -824,8 +824,17 @@ def _info(resource: Mapping[str, Any], *, checksum: bool = True) -> ObjectInfo:
 
 def _expected(response: aiohttp.ClientResponse | None) -> Expected | None:
     """What a whole download must hash to, from its own headers: our checksum when GCS returns
-    the custom metadata (``x-goog-meta-bcp_sha256``), else the MD5 GCS computed at upload."""
+    the custom metadata (``x-goog-meta-bcp_sha256``), else the MD5 GCS computed at upload.
+
+    Nothing for an object stored with a ``Content-Encoding`` (another tool's upload, such as
+    ``gsutil cp -Z``; we never set one) that GCS decompressed on the way (decompressive
+    transcoding: we ask for ``identity``): both hashes describe the stored bytes, not the ones
+    served, which are the object's content as barman's client reads it too."""
     if response is None:
+        return None
+    stored_encoding = response.headers.get("x-goog-stored-content-encoding", "identity")
+    served_encoding = response.headers.get("Content-Encoding", "identity")
+    if stored_encoding.lower() != "identity" and served_encoding.lower() != stored_encoding.lower():
         return None
     ours = response.headers.get(f"x-goog-meta-{CHECKSUM_METADATA}")
     if ours is not None:

@@ -269,6 +269,47 @@ async def test_ranges_past_the_end_and_empty_ranges(fake_gcs: FakeGCS, key: str)
         await store.close()
 
 
+def upload_with_content_encoding(fake_gcs: FakeGCS, name: str, body: bytes, encoding: str) -> None:
+    """An object another tool uploaded with a Content-Encoding (``gsutil cp -Z`` does), over the
+    JSON API: something this plugin never writes."""
+    boundary = "bcp-test-boundary"
+    meta = json.dumps({"name": name, "contentEncoding": encoding, "contentType": "text/plain"})
+    payload = (
+        (
+            f"--{boundary}\r\nContent-Type: application/json\r\n\r\n{meta}\r\n"
+            f"--{boundary}\r\nContent-Type: text/plain\r\n\r\n"
+        ).encode()
+        + body
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    request = urllib.request.Request(  # noqa: S310 - the local emulator
+        f"{fake_gcs.endpoint}/upload/storage/v1/b/{fake_gcs.bucket}/o?uploadType=multipart",
+        data=payload,
+        method="POST",
+        headers={"Content-Type": f"multipart/related; boundary={boundary}"},
+    )
+    with urllib.request.urlopen(request) as answer:  # noqa: S310
+        assert json.loads(answer.read())["contentEncoding"] == encoding
+
+
+async def test_an_object_gcs_decompresses_on_the_way_is_read_not_called_corrupt(
+    fake_gcs: FakeGCS, key: str
+) -> None:
+    """GCS serves an object stored with ``Content-Encoding: gzip`` decompressed to a client that
+    asks for ``identity`` (decompressive transcoding, which fake-gcs-server does too), while its
+    ``x-goog-hash`` MD5 is the stored bytes': the content is read as barman's client reads it,
+    not refused as corrupt. A plain object with a wrong body still is (test_integrity)."""
+    import gzip
+
+    content = b"a WAL-like payload " * 5000
+    upload_with_content_encoding(fake_gcs, key, gzip.compress(content), "gzip")
+    store = open_gcs(fake_gcs.endpoint)
+    try:
+        assert await read_all(store, key) == content
+    finally:
+        await store.close()
+
+
 async def test_a_missing_bucket_is_not_an_empty_listing(fake_gcs: FakeGCS) -> None:
     store = open_gcs(fake_gcs.endpoint, bucket="no-such-bucket", single_put_max=CHUNK, part_size=CHUNK)
     try:
