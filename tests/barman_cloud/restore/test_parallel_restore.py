@@ -296,7 +296,12 @@ async def test_writeback_of_every_written_byte_starts_during_the_extraction(
     monkeypatch.setattr(extract, "WRITEBACK_STEP", 300_000)
     monkeypatch.setattr(extract, "start_writeback", record)
     rng = random.Random(7)  # noqa: S311 - test data
-    files = {"small": b"s" * 1000, "big": rng.randbytes(3 * MAX_PIECE + 5), "exact": b"e" * 600_000, "empty": b""}
+    files = {
+        "small": b"s" * 1000,
+        "big": rng.randbytes(3 * MAX_PIECE + 5),
+        "exact": b"e" * 600_000,
+        "empty": b"",
+    }
     bucket = open_store(f"file://{tmp_path / 'bucket'}")
     layout = ServerLayout("", "pg")
     body = tars.build([tars.directory("."), *(tars.member(name, data) for name, data in files.items())])
