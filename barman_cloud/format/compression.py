@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from barman_cloud.errors import InvalidInput
-from barman_cloud.format.deflate import zlib
+from barman_cloud.format.deflate import deflate_level, zlib
 
 
 class Compressor(Protocol):
@@ -67,7 +67,7 @@ class _Gzip:
     """One gzip member (RFC 1952), like Python's gzip module writes it."""
 
     def __init__(self, level: int | None = None) -> None:
-        self._c = zlib.compressobj(6 if level is None else level, zlib.DEFLATED, 31)
+        self._c = zlib.compressobj(deflate_level(6 if level is None else level), zlib.DEFLATED, 31)
 
     def compress(self, data: bytes) -> bytes:
         return self._c.compress(data)

@@ -323,16 +323,26 @@ async def test_writeback_of_every_written_byte_starts_during_the_extraction(
     assert len([c for c in calls if Path(c[0]).name == "big"]) >= 3
 
 
-def test_start_writeback_accepts_any_regular_file(tmp_path: Path) -> None:
-    """The real call on this kernel: no error for a range, the whole file (length 0) or an empty file."""
-    from barman_cloud.restore.extract import start_writeback
+def test_start_writeback_reaches_the_kernel_with_64_bit_offsets(tmp_path: Path) -> None:
+    """The real sync_file_range of this (Linux) libc is bound, with 64-bit offsets: it accepts a
+    range, the rest of a file (length 0), an empty file and an offset past 4 GiB, and refuses a
+    bad flag (so a return of 0 means something)."""
+    from barman_cloud.restore import extract
 
+    assert extract._SYNC_FILE_RANGE is not None
     path = tmp_path / "f"
     path.write_bytes(b"x" * 100_000)
+    (tmp_path / "empty").write_bytes(b"")
     fd = os.open(path, os.O_RDWR)
+    empty = os.open(tmp_path / "empty", os.O_RDWR)
     try:
-        start_writeback(fd, 0, 50_000)
-        start_writeback(fd, 50_000, 0)
+        assert extract._SYNC_FILE_RANGE(fd, 0, 50_000, 2) == 0
+        assert extract._SYNC_FILE_RANGE(fd, 50_000, 0, 2) == 0
+        assert extract._SYNC_FILE_RANGE(empty, 0, 0, 2) == 0
+        assert extract._SYNC_FILE_RANGE(fd, 5 << 32, 4096, 2) == 0
+        assert extract._SYNC_FILE_RANGE(fd, 0, 0, 99) == -1  # EINVAL: the call is really made
+        extract.start_writeback(fd, 0, 0)  # never raises: a hint
     finally:
         os.close(fd)
+        os.close(empty)
     assert path.read_bytes() == b"x" * 100_000
