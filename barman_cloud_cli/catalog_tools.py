@@ -323,6 +323,8 @@ async def _delete(args: argparse.Namespace, target: Target) -> int:
         print(f"  {backup_id}  {status}")
     for deletion in run.deletions:
         show(deletion)
+    for key in run.orphans:
+        print(f"{'would delete' if args.dry_run else 'deleted'} {key} (a deleted backup's checksum manifest)")
     return 0
 
 

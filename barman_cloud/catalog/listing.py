@@ -76,6 +76,8 @@ class Catalog:
     unreadable: list[Unreadable] = field(default_factory=list)
     keeps: dict[str, str] | None = None
     """Keep annotation targets by backup ID, when loaded (see :mod:`.keep`)."""
+    without_info: list[str] = field(default_factory=list)
+    """Directories under ``base/`` without a backup.info: no backups (see the module docstring)."""
 
     def __post_init__(self) -> None:
         self.backups = dict(sorted(self.backups.items()))
@@ -113,7 +115,7 @@ class Catalog:
             self.keeps.pop(backup_id, None)
 
     def with_backups(self, backups: Mapping[str, Backup]) -> Catalog:
-        return Catalog(self.layout, dict(backups), list(self.unreadable), self.keeps)
+        return Catalog(self.layout, dict(backups), list(self.unreadable), self.keeps, list(self.without_info))
 
 
 async def list_backup_ids(store: ReadableStore, layout: ServerLayout) -> list[str]:
@@ -180,4 +182,5 @@ async def load_catalog(
             "unable to read backup.info",
             extra={"backup_id": item.backup_id, "server": layout.server, "reason": item.reason},
         )
-    return Catalog(layout, backups, unreadable, keep_map)
+    without_info = [backup_id for backup_id, result in zip(ids, results, strict=True) if result is None]
+    return Catalog(layout, backups, unreadable, keep_map, without_info)

@@ -5,11 +5,15 @@ backup.info stops everything (E-12: deleting with an incomplete view could remov
 that is still needed); a backup is deleted by removing its recognised archives (data first, then
 tablespaces by OID) and **then** its backup.info, so that a failed deletion is found again and
 retried; other objects under ``base/<ID>/`` are never deleted, except the checksum manifest of our
-archives (:mod:`barman_cloud.verify.manifest`), which goes with them. Deleting by ID refuses a kept
-backup (read directly, not from a listing) and honours ``minimum_redundancy`` (counting backups
-that are not STARTED, as 3.19). A policy deletes exactly the OBSOLETE backups, oldest first, each
-followed by the WAL cleanup of :mod:`.wal_cleanup`. ``dry_run`` computes the same plan (the
-in-memory catalog and WAL list evolve as if the deletions happened) and deletes nothing.
+archives (:mod:`barman_cloud.verify.manifest`), which goes with them. barman-cloud-backup-delete
+removes one of our backups but not its manifest: a policy run deletes such a manifest once it is
+alone in a directory without backup.info (no backup writes a manifest before its backup.info, and
+a running pre-3.19 barman backup has archives there, so such a manifest belongs to no backup).
+Deleting by ID refuses a kept backup (read directly, not from a listing) and honours
+``minimum_redundancy`` (counting backups that are not STARTED, as 3.19). A policy deletes exactly
+the OBSOLETE backups, oldest first, each followed by the WAL cleanup of :mod:`.wal_cleanup`.
+``dry_run`` computes the same plan (the in-memory catalog and WAL list evolve as if the deletions
+happened) and deletes nothing.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ class RetentionRun:
     report: dict[str, RetentionStatus]
     deletions: list[Deletion]
     dry_run: bool = False
+    orphans: list[str] = field(default_factory=list)
+    """Checksum manifests left alone by another tool's deletion, deleted (or to delete)."""
 
 
 def require_readable(catalog: Catalog) -> None:
@@ -207,4 +213,33 @@ async def apply_retention_policy(
     deletions = [
         await deleter.delete(backup_id, skip_wal_cleanup_if_standalone=False) for backup_id in obsolete
     ]
-    return RetentionRun(policy, report, deletions, dry_run)
+    orphans = await sweep_orphan_manifests(store, layout, catalog.without_info, dry_run=dry_run)
+    return RetentionRun(policy, report, deletions, dry_run, orphans)
+
+
+async def sweep_orphan_manifests(
+    store: Store, layout: ServerLayout, candidates: list[str], *, dry_run: bool = False
+) -> list[str]:
+    """Delete the checksum manifests that are alone in a ``base/<ID>/`` without backup.info (what
+    barman-cloud-backup-delete leaves of our backups); anything else in such a directory, or a
+    failure, leaves it as it is. One listing per candidate directory (usually none)."""
+    swept = []
+    for backup_id in candidates:
+        prefix = layout.backup_dir(backup_id)
+        try:
+            keys = [entry.key async for entry in store.list(prefix) if isinstance(entry, ObjectInfo)]
+            if keys != [manifest_key(layout, backup_id)]:
+                continue
+            if not dry_run:
+                await store.delete_many(keys)
+        except BarmanCloudError as error:
+            log.warning("orphan checksum manifest left in place", extra={"key": prefix, "error": str(error)})
+            continue
+        log.info(
+            "checksum manifest of a deleted backup removed"
+            if not dry_run
+            else "orphan manifest would be removed",
+            extra={"key": keys[0], "dry_run": dry_run},
+        )
+        swept.extend(keys)
+    return swept

@@ -3,7 +3,8 @@
 - Our backup's checksum manifest (``base/<ID>/bcp_checksums.json``) and our objects' checksum
   metadata do not disturb barman-cloud: -backup-list and -backup-show read the backup without a
   warning, -backup-delete deletes it (leaving the manifest alone in the folder, which neither
-  barman nor we then take for a backup), and our own delete removes the manifest too. (That
+  barman nor we then take for a backup, and which our next retention run removes), and our own
+  delete removes the manifest too. (That
   barman-cloud-restore and -wal-restore restore our checksummed objects is
   test_backup_with_barman_cloud.py::test_barman_lists_and_restores_our_backup.)
 - A backup and WAL written by barman-cloud verify clean with ``verify --to-latest``; a truncated
@@ -80,6 +81,15 @@ async def test_barman_reads_and_deletes_our_backup_with_its_manifest(
     assert mine.returncode == 0 and "unable to read" not in mine.stderr, mine.stderr
     assert json.loads(mine.stdout)["backups_list"] == []
     assert cli("verify", *source, "--all").returncode == 0  # nothing to verify, nothing wrong
+
+    # A retention run removes the manifest barman left (a dry run only says so).
+    policy = ["--retention-policy", "REDUNDANCY 1"]
+    dry = cli("backup-delete", *source, *policy, "--dry-run")
+    assert dry.returncode == 0 and f"would delete {manifest_key(bucket.layout, backup_id)}" in dry.stdout
+    assert await folder(bucket, backup_id) == [MANIFEST_NAME]
+    swept = cli("backup-delete", *source, *policy)
+    assert swept.returncode == 0 and f"deleted {manifest_key(bucket.layout, backup_id)}" in swept.stdout
+    assert await folder(bucket, backup_id) == []
 
 
 @pytest.mark.parametrize("shared_bucket", ["s3"], indirect=True)

@@ -157,3 +157,30 @@ async def test_refusals(store: Store) -> None:
         with pytest.raises(FailedPrecondition, match=r"20260104T000000.*incomplete catalog"):
             await attempt
     assert await keys(store, "") == everything
+
+
+async def test_a_policy_run_removes_only_a_manifest_left_alone(store: Store) -> None:
+    """What barman-cloud-backup-delete leaves of our backup (the manifest, alone in a directory
+    without backup.info) goes at the next policy run; a directory with anything else in it (a
+    pre-3.19 barman backup still running has archives and no backup.info yet) is left alone, and
+    a dry run only reports."""
+    from barman_cloud.verify.manifest import manifest_key
+
+    await three_backups(store)
+    alone, running, mixed = "20251201T000000", "20251202T000000", "20251203T000000"
+    await store.put(manifest_key(LAYOUT, alone), b"{}")
+    await store.put(f"{LAYOUT.backup_dir(running)}data.tar.gz", b"in progress")
+    await store.put(manifest_key(LAYOUT, mixed), b"{}")
+    await store.put(f"{LAYOUT.backup_dir(mixed)}data.tar.gz", b"someone's")
+    policy = parse_policy("REDUNDANCY 3")
+
+    dry = await apply_retention_policy(store, LAYOUT, policy, dry_run=True)
+    assert dry.orphans == [manifest_key(LAYOUT, alone)]
+    assert await keys(store, LAYOUT.backup_dir(alone)) == {"bcp_checksums.json"}
+
+    run = await apply_retention_policy(store, LAYOUT, policy)
+    assert run.orphans == [manifest_key(LAYOUT, alone)] and run.deletions == []
+    assert await keys(store, LAYOUT.backup_dir(alone)) == set()
+    assert await keys(store, LAYOUT.backup_dir(running)) == {"data.tar.gz"}
+    assert await keys(store, LAYOUT.backup_dir(mixed)) == {"bcp_checksums.json", "data.tar.gz"}
+    assert [b.backup_id for b in await load_catalog(store, LAYOUT)] == [B1, B2, B3]
