@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.e2e.conftest import Sidecar, store_manifest
+from tests.harness.object_stores import local_store_manifest
 from tests.harness.postgres import PostgresServer
 
 
@@ -29,16 +30,7 @@ def test_archive_and_restore_through_cnpg_i(
     e2e_workdir: Path,
 ) -> None:
     manifest = store_manifest(
-        e2e_workdir,
-        f"""
-apiVersion: barmancloud.cnpg.io/v1
-kind: ObjectStore
-metadata: {{name: local}}
-spec:
-  configuration:
-    destinationPath: file://{e2e_workdir}/bucket
-    wal: {{compression: lz4, maxParallel: 4}}
-""",
+        e2e_workdir, local_store_manifest(e2e_workdir / "bucket", wal="compression: lz4, maxParallel: 4")
     )
     sidecar = sidecar_factory(manifest)
     server = postgres_factory(15)
@@ -70,18 +62,7 @@ def test_a_corrupt_segment_makes_the_restore_command_exit_255_and_write_nothing(
     """A stored segment whose bytes no longer match its recorded checksum is DATA_LOSS over
     CNPG-I, and the restore_command exits 255: above 125, PostgreSQL aborts the recovery instead
     of taking the segment for "not archived" (exit 1) and ending the recovery early there."""
-    manifest = store_manifest(
-        e2e_workdir,
-        f"""
-apiVersion: barmancloud.cnpg.io/v1
-kind: ObjectStore
-metadata: {{name: local}}
-spec:
-  configuration:
-    destinationPath: file://{e2e_workdir}/bucket
-    wal: {{compression: lz4}}
-""",
-    )
+    manifest = store_manifest(e2e_workdir, local_store_manifest(e2e_workdir / "bucket"))
     sidecar = sidecar_factory(manifest)
     server = postgres_factory(15)
     server.set(archive_command=sidecar.archive_command())

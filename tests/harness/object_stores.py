@@ -28,6 +28,29 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def object_store_yaml(name: str, destination: str, *, wal: str = "", data: str = "", more: str = "") -> str:
+    """An ObjectStore as a user applies it: ``wal`` and ``data`` are the inside of their flow
+    mappings (e.g. ``"compression: gzip"``), ``more`` other lines of its configuration."""
+    lines = "".join(f"    {line}\n" for line in more.strip().splitlines())
+    return f"""
+apiVersion: barmancloud.cnpg.io/v1
+kind: ObjectStore
+metadata: {{name: {name}}}
+spec:
+  configuration:
+    destinationPath: {destination}
+{lines}    wal: {{{wal}}}
+    data: {{{data}}}
+"""
+
+
+def local_store_manifest(
+    bucket: Path, *, name: str = "local", wal: str = "compression: lz4", data: str = ""
+) -> str:
+    """An ObjectStore on the filesystem store (``file://bucket``)."""
+    return object_store_yaml(name, f"file://{bucket}", wal=wal, data=data)
+
+
 @dataclass
 class MotoS3:
     """moto's standalone S3 server; any credentials are accepted. Bucket ``backups`` exists."""
@@ -59,21 +82,15 @@ class MotoS3:
     def manifest(self, prefix: str, *, name: str = "s3", wal: str = "", data: str = "") -> str:
         """What a user applies for this server: an ObjectStore (``wal`` and ``data``: the inside
         of their flow mappings, e.g. ``"compression: gzip"``) and its Secret, as a YAML stream."""
-        return f"""
-apiVersion: barmancloud.cnpg.io/v1
-kind: ObjectStore
-metadata: {{name: {name}}}
-spec:
-  configuration:
-    destinationPath: s3://{self.bucket}/{prefix}
-    endpointURL: {self.endpoint}
-    s3Credentials:
-      accessKeyId: {{name: aws, key: ID}}
-      secretAccessKey: {{name: aws, key: SECRET}}
-      region: {{name: aws, key: REGION}}
-    wal: {{{wal}}}
-    data: {{{data}}}
----
+        more = f"""
+endpointURL: {self.endpoint}
+s3Credentials:
+  accessKeyId: {{name: aws, key: ID}}
+  secretAccessKey: {{name: aws, key: SECRET}}
+  region: {{name: aws, key: REGION}}
+"""
+        store = object_store_yaml(name, f"s3://{self.bucket}/{prefix}", wal=wal, data=data, more=more)
+        return f"""{store}---
 apiVersion: v1
 kind: Secret
 metadata: {{name: aws}}

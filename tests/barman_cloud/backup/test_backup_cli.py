@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from barman_cloud.format.backup_info import parse_backup_info
+from tests.harness.object_stores import local_store_manifest
 from tests.harness.postgres import PostgresServer, as_postgres, owned_by_postgres_tempdir
 
 CLI = str(Path(sys.executable).with_name("barman-cloud-plugin"))
@@ -26,18 +27,7 @@ def workdir() -> Iterator[Path]:
 
 def write_store(workdir: Path, data: str) -> Path:
     manifest = workdir / "store.yaml"
-    manifest.write_text(
-        f"""
-apiVersion: barmancloud.cnpg.io/v1
-kind: ObjectStore
-metadata: {{name: local}}
-spec:
-  configuration:
-    destinationPath: file://{workdir}/bucket
-    wal: {{compression: gzip}}
-    data: {{{data}}}
-"""
-    )
+    manifest.write_text(local_store_manifest(workdir / "bucket", wal="compression: gzip", data=data))
     manifest.chmod(0o644)
     return manifest
 
