@@ -179,6 +179,18 @@ async def _open(manifest_path: str) -> Any:
     return await resolve(manifests.object_store(), manifests)
 
 
+def usage(before: Any, after: Any, seconds: float) -> dict[str, float]:
+    """What an in-process measure prints: wall seconds, CPU seconds between two getrusage, peak RSS."""
+    used = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return {"seconds": seconds, "cpu": used, "peak_rss_mib": after.ru_maxrss / 1024}
+
+
+def own_clock(measure: Measure, out: str) -> None:
+    """Replace the process's wall time and CPU by what it measured itself (its last line, JSON)."""
+    inside = json.loads(out.strip().splitlines()[-1])
+    measure.seconds, measure.cpu = inside["seconds"], inside["cpu"]
+
+
 def engine_main(argv: list[str]) -> None:
     """``bench/backup.py backup-ours MANIFEST SERVER CONNINFO``: our engine in a warm process.
 
@@ -217,8 +229,7 @@ def engine_main(argv: list[str]) -> None:
             after = resource.getrusage(resource.RUSAGE_SELF)
         finally:
             await store.close()
-        used = after.ru_utime - cpu.ru_utime + after.ru_stime - cpu.ru_stime
-        return {"seconds": seconds, "cpu": used, "peak_rss_mib": after.ru_maxrss / 1024}
+        return usage(cpu, after, seconds)
 
     print(json.dumps(asyncio.run(run())))
 
@@ -257,8 +268,7 @@ def restore_main(argv: list[str]) -> None:
             after = resource.getrusage(resource.RUSAGE_SELF)
         finally:
             await store.close()
-        used = after.ru_utime - cpu.ru_utime + after.ru_stime - cpu.ru_stime
-        return {"seconds": seconds, "cpu": used, "peak_rss_mib": after.ru_maxrss / 1024}
+        return usage(cpu, after, seconds)
 
     print(json.dumps(asyncio.run(run())))
 
@@ -317,7 +327,13 @@ def rotated(items: list[Any], run: int) -> list[Any]:
 
 
 def one_run(
-    run: int, args: argparse.Namespace, workdir: Path, moto: MotoS3, server: PostgresServer, restores: bool
+    run: int,
+    args: argparse.Namespace,
+    workdir: Path,
+    moto: MotoS3,
+    server: PostgresServer,
+    restores: bool,
+    database_bytes: int,
 ) -> list[Measure]:
     aws = {**moto.env(), "PATH": "/usr/bin:/bin", "TMPDIR": str(workdir)}
     conn = ["-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres", "-d", "postgres"]
@@ -349,8 +365,7 @@ def one_run(
         tool, command, env = commands[name]
         measure, out = timed(command, env, pid, tool)
         if name == "engine":  # the engine's own clock, CPU and peak, without the process start
-            inside = json.loads(out.strip().splitlines()[-1])
-            measure.seconds, measure.cpu = inside["seconds"], inside["cpu"]
+            own_clock(measure, out)
         measure.size = stored_bytes(moto, prefixes[name])
         measures.append(measure)
         time.sleep(1.1)  # backup IDs have a one-second resolution
@@ -380,13 +395,11 @@ def one_run(
             ]  # fmt: skip
         if run == 0:
             print(f"barman's backup: {archives_of(moto, prefixes['barman'])} tar archive(s)", file=sys.stderr)
-        restore_bytes = int(server.query("SELECT sum(pg_tablespace_size(oid)) FROM pg_tablespace")[0][0])
         for name, tool, command, env in rotated(restore_jobs, run):
-            touch_memory(workdir, restore_bytes)
+            touch_memory(workdir, database_bytes)
             measure, out = timed(command, env, pid, tool)
             if name == "warm":  # the engine's own clock and CPU, from the call (see restore_main)
-                inside = json.loads(out.strip().splitlines()[-1])
-                measure.seconds, measure.cpu = inside["seconds"], inside["cpu"]
+                own_clock(measure, out)
             measure.size = directory_size(targets[name])
             measures.append(measure)
             print(f"  {tool}: {measure.seconds:.2f} s, {measure.cpu:.2f} CPU s", file=sys.stderr)
@@ -496,7 +509,7 @@ def main() -> None:
         runs = []
         for run in range(args.runs):
             print(f"run {run + 1}/{args.runs}...", file=sys.stderr)
-            runs.append(one_run(run, args, workdir, moto, server, not args.no_restore))
+            runs.append(one_run(run, args, workdir, moto, server, not args.no_restore, database_bytes))
         report(runs, args, database_bytes)
     finally:
         server.destroy()

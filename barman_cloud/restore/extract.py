@@ -128,16 +128,18 @@ WRITEBACK_STEP = 16 * 1024 * 1024
 _SYNC_FILE_RANGE_WRITE = 2
 
 
-def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+def _libc(name: str, argtypes: list[Any]) -> Any:
+    """A function of this process's C library (None where it does not exist, as off Linux)."""
     with contextlib.suppress(OSError, AttributeError):
-        call = ctypes.CDLL(None, use_errno=True).sync_file_range
-        call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+        call = getattr(ctypes.CDLL(None, use_errno=True), name)
+        call.argtypes = argtypes
         call.restype = ctypes.c_int
         return call
     return None
 
 
-_SYNC_FILE_RANGE = _sync_file_range()
+_SYNC_FILE_RANGE = _libc("sync_file_range", [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint])
+_SYNCFS = _libc("syncfs", [ctypes.c_int])
 
 
 def start_writeback(fd: int, offset: int, length: int) -> None:
@@ -161,9 +163,7 @@ def sync_filesystems(paths: list[Path]) -> None:
     One call rather than an fsync per file (thousands of journal commits). The extraction has
     already started the writeback of everything it wrote (:func:`start_writeback`), so this
     mostly waits for the last few MiB."""
-    call: Any = None
-    with contextlib.suppress(OSError, AttributeError):
-        call = ctypes.CDLL(None, use_errno=True).syncfs
+    call = _SYNCFS
     if call is None:
         os.sync()
         return

@@ -236,9 +236,7 @@ async def sweep_orphan_manifests(
             log.warning("orphan checksum manifest left in place", extra={"key": prefix, "error": str(error)})
             continue
         log.info(
-            "checksum manifest of a deleted backup removed"
-            if not dry_run
-            else "orphan manifest would be removed",
+            "orphan checksum manifest " + ("would be removed" if dry_run else "removed"),
             extra={"key": keys[0], "dry_run": dry_run},
         )
         swept.extend(keys)
